@@ -1,0 +1,195 @@
+"""The `ftkit` command. It parses arguments and calls plain functions; nothing here computes results.
+
+Exit codes: 0 success; 1 the work failed or found blocking problems (with a clear message); 2 usage error.
+Every command works headless; nothing asks questions on stdin.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ftkit import __version__
+from ftkit.errors import FtkitError
+
+COMMANDS = {}
+
+
+def command(name: str):
+    def register(func):
+        COMMANDS[name] = func
+        return func
+    return register
+
+
+def _root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="engagements", help="folder holding engagements (default: ./engagements)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftkit", description="Guided LLM fine-tuning engagements: suitability, "
+                                     "data audit, baseline, training, evaluation, deployment plan.")
+    parser.add_argument("--version", action="version", version=f"ftkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("new", help="create an engagement from the template and take in the client's data")
+    p.add_argument("client", help="client name: becomes the folder name (letters, digits, - _ .)")
+    p.add_argument("--data", action="append", required=True, metavar="FILE", help="client data file (repeatable)")
+    p.add_argument("--task", help="classification | structured_output | free_text | chat")
+    p.add_argument("--base-model", help="hub id, local folder, .gguf file or short name")
+    _root_arg(p)
+
+    p = sub.add_parser("run", help="run phases (all, in order, by default) with papermill")
+    p.add_argument("client")
+    p.add_argument("--phase", action="append", metavar="NAME", help="phase to run (repeatable); default: all")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="notebook parameter")
+    p.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS", help="per-cell time limit")
+    _root_arg(p)
+
+    for name, text in (("status", "show the phase table: last run, status, headline result"),
+                       ("verify", "re-hash every recorded file; exit 1 naming what changed"),
+                       ("report", "rebuild the consolidated engagement report")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("client")
+        _root_arg(p)
+
+    p = sub.add_parser("demo", help="a whole engagement on shipped sample data")
+    p.add_argument("--client", default="demo", help="engagement name (default: demo)")
+    p.add_argument("--base-model", default=None, help="override the demo's base model (e.g. tiny-random)")
+    p.add_argument("--phase", action="append", metavar="NAME", help="only these phases")
+    _root_arg(p)
+
+    p = sub.add_parser("lab", help="JupyterLab on a working copy of the notebooks, parameters filled in")
+    p.add_argument("client")
+    p.add_argument("--no-launch", action="store_true", help="prepare the working copy and print its path only")
+    _root_arg(p)
+
+    data = sub.add_parser("data", help="data tools outside an engagement")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"])
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the findings as JSON")
+    return parser
+
+
+@command("new")
+def _new(args) -> int:
+    from ftkit.intake import create_engagement
+
+    engagement = create_engagement(args.client, args.data, args.root, task=args.task, base_model=args.base_model)
+    print(f"Created {engagement.path}\n  edit {engagement.config_path} (objective, task, suitability answers),\n"
+          f"  then: ftkit run {args.client} --root {args.root}")
+    return 0
+
+
+@command("run")
+def _run(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.parameters import parse_assignments
+    from ftkit.runner import run_phases
+
+    engagement = Engagement.at(args.client, args.root)
+    outcomes = run_phases(engagement, args.phase, parse_assignments(args.param), cell_timeout_s=args.cell_timeout,
+                          on_event=lambda m: print(m, flush=True))
+    return _finish_runs(engagement, outcomes)
+
+
+def _finish_runs(engagement, outcomes) -> int:
+    from ftkit.reports import build_engagement_report
+
+    report = build_engagement_report(engagement)
+    failed = [o for o in outcomes if not o.succeeded]
+    for outcome in failed:
+        print(f"ftkit: phase '{outcome.phase}' {outcome.status}: {outcome.error}\n"
+              f"  the partial notebook is kept as evidence: {outcome.run_dir / (outcome.run_dir.parent.parent.name + '.ipynb')}",
+              file=sys.stderr)
+    print(f"Engagement report: {report}")
+    return 1 if failed else 0
+
+
+@command("status")
+def _status(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.status import phase_table, format_table
+
+    print(format_table(phase_table(Engagement.at(args.client, args.root))))
+    return 0
+
+
+@command("verify")
+def _verify(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.verify import verify_engagement
+
+    problems, checked = verify_engagement(Engagement.at(args.client, args.root))
+    if problems:
+        print(f"ftkit verify: {len(problems)} problem(s) in engagement '{args.client}':", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"ftkit verify: OK: {checked} recorded files match their hashes and the audit chain is intact.")
+    return 0
+
+
+@command("report")
+def _report(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.reports import build_engagement_report
+
+    print(build_engagement_report(Engagement.at(args.client, args.root)))
+    return 0
+
+
+@command("demo")
+def _demo(args) -> int:
+    from ftkit.demo import run_demo
+
+    engagement, outcomes = run_demo(args.root, client=args.client, base_model=args.base_model, phases=args.phase)
+    code = _finish_runs(engagement, outcomes)
+    if code == 0:
+        print(f"Demo complete. Open {engagement.report_dir / 'index.html'}; check the evidence with "
+              f"`ftkit verify {engagement.slug} --root {args.root}`.")
+    return code
+
+
+@command("lab")
+def _lab(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.lab import launch_lab, prepare_lab
+
+    folder = prepare_lab(Engagement.at(args.client, args.root))
+    print(f"Working copy: {folder}")
+    if args.no_launch:
+        return 0
+    return launch_lab(folder)
+
+
+@command("data")
+def _data(args) -> int:
+    if args.data_command != "check":
+        build_parser().parse_args(["data", "--help"])
+        return 2
+    from ftkit.data.check_command import run_data_check
+
+    return run_data_check(args.file, fmt=args.format, json_out=args.json_out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except FtkitError as err:
+        print(f"ftkit: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ftkit: interrupted; runs in progress are kept and marked, `latest` is unchanged.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

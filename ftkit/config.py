@@ -1,0 +1,378 @@
+"""The engagement configuration: ``engagement.yaml`` as a validated dataclass tree.
+
+Every setting is a dataclass field with ``metadata={"help": ...}`` (and ``choices`` where the value is one
+of a few words). ``load_config`` reads the YAML, converts it field by field and reports *every* problem at
+once, each naming the dotted field, the bad value and the fix. ``templates/engagement.yaml`` documents the
+same fields in comments; a test keeps the two in step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ftkit.errors import ConfigError
+
+TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
+DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
+METHODS = ("lora", "qlora", "full")
+COMPLIANCE_FRAMEWORKS = ("hipaa", "gdpr", "data_residency", "pci_dss", "soc2", "eu_ai_act", "ccpa", "none")
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class ClientSettings:
+    name: str = field(default="", metadata=_help("Client's display name, shown in reports."))
+    slug: str = field(default="", metadata=_help("Folder name under engagements/ (set by `ftkit new`)."))
+    contact: str = field(default="", metadata=_help("Client contact for data questions."))
+    industry: str = field(default="", metadata=_help("Sector, e.g. retail banking; informs risk notes."))
+
+
+@dataclass
+class TaskSettings:
+    type: str = field(default="structured_output", metadata=_help(
+        "What the model must do; selects metrics.", choices=TASK_TYPES))
+    system_prompt: str = field(default="", metadata=_help(
+        "System prompt used by baseline, training, evaluation and serving (one template everywhere)."))
+    label_field: str = field(default="", metadata=_help(
+        "structured_output: JSON key of the answer that acts as the class label (stratified splits, "
+        "per-class metrics). Leave empty when there is none."))
+    labels: list[str] = field(default_factory=list, metadata=_help(
+        "Allowed labels for classification; empty = take them from the data."))
+    json_schema: dict = field(default_factory=dict, metadata=_help(
+        "structured_output: JSON Schema the answer must satisfy; empty = only check it is a JSON object."))
+
+
+@dataclass
+class SplitSettings:
+    train: float = field(default=0.8, metadata=_help("Fraction of examples for training."))
+    validation: float = field(default=0.1, metadata=_help("Fraction for validation (early stopping)."))
+    test: float = field(default=0.1, metadata=_help("Fraction held out for baseline and evaluation."))
+    seed: int = field(default=42, metadata=_help("Seed of the split; same seed + same data = same split."))
+
+    def __post_init__(self):
+        total = self.train + self.validation + self.test
+        if isinstance(total, float) and abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+
+
+@dataclass
+class ColumnSettings:
+    prompt: str = field(default="", metadata=_help("CSV/TSV column holding the user's input."))
+    completion: str = field(default="", metadata=_help("CSV/TSV column holding the expected answer."))
+    system: str = field(default="", metadata=_help("Optional CSV/TSV column with a per-row system prompt."))
+
+
+@dataclass
+class DataSettings:
+    files: list[str] = field(default_factory=list, metadata=_help(
+        "Client training data, relative to the engagement folder (copied into data/ by `ftkit new`)."))
+    test_files: list[str] = field(default_factory=list, metadata=_help(
+        "Optional client-provided test set; when given it is the test split and leakage is checked."))
+    format: str = field(default="auto", metadata=_help("File format; auto-detected by default.", choices=DATA_FORMATS))
+    columns: ColumnSettings = field(default_factory=ColumnSettings, metadata=_help("Column mapping for CSV/TSV."))
+    split: SplitSettings = field(default_factory=SplitSettings, metadata=_help("Train/validation/test split."))
+    max_seq_length: int = field(default=1024, metadata=_help(
+        "Longest example in tokens; longer ones are flagged (truncation risk)."))
+    near_duplicate_threshold: float = field(default=0.85, metadata=_help(
+        "Jaccard similarity (0-1) above which two examples count as near-duplicates."))
+    redact_pii: bool = field(default=False, metadata=_help("Also write a PII-redacted copy of the splits."))
+    min_examples: int = field(default=100, metadata=_help("Fewer valid examples than this blocks the audit."))
+
+
+@dataclass
+class BaseModelSettings:
+    id: str = field(default="smollm2-135m-instruct", metadata=_help(
+        "Hub id (e.g. meta-llama/Llama-3.1-8B-Instruct), local folder, .gguf file, or a short name "
+        "(smollm2-135m-instruct, tiny-random)."))
+    revision: str = field(default="", metadata=_help("Hub revision (commit or tag) to pin; empty = default branch."))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "Allow model code from the hub to run. Off unless the client approved it."))
+    candidates: list[str] = field(default_factory=list, metadata=_help(
+        "Other base models the baseline phase should also score and compare."))
+
+
+@dataclass
+class OpenAIBackendSettings:
+    base_url: str = field(default="", metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1."))
+    model: str = field(default="", metadata=_help("Model name at that endpoint."))
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+        "NAME of the environment variable that holds the key. The key itself is never written anywhere."))
+
+
+@dataclass
+class BaselineSettings:
+    backend: str = field(default="local", metadata=_help(
+        "local = transformers on this machine; openai = an OpenAI-compatible HTTP endpoint.",
+        choices=("local", "openai")))
+    shots: int = field(default=3, metadata=_help("Few-shot examples from the train split (0 = zero-shot)."))
+    max_new_tokens: int = field(default=0, metadata=_help("0 = derived from audited response lengths."))
+    batch_size: int = field(default=16, metadata=_help("Generation batch size."))
+    max_examples: int = field(default=0, metadata=_help("Score only the first N test examples (0 = all)."))
+    openai: OpenAIBackendSettings = field(default_factory=OpenAIBackendSettings, metadata=_help(
+        "Settings for the openai backend."))
+
+
+@dataclass
+class TrainingSettings:
+    method: str = field(default="lora", metadata=_help(
+        "lora (default), qlora (4-bit base, least memory) or full (all weights).", choices=METHODS))
+    learning_rate: float = field(default=0.0, metadata=_help("0 = method default: 2e-4 LoRA/QLoRA, 1e-5 full."))
+    epochs: float = field(default=2.0, metadata=_help("Passes over the training split (1-3 typical)."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps (0 = use epochs)."))
+    batch_size: int = field(default=8, metadata=_help("Sequences per device per step."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("Steps accumulated per optimizer update."))
+    max_seq_length: int = field(default=0, metadata=_help("0 = from the data audit."))
+    lora_r: int = field(default=16, metadata=_help("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=_help("LoRA scaling alpha (often 2 x r)."))
+    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on LoRA inputs."))
+    target_modules: list[str] = field(default_factory=list, metadata=_help(
+        "Modules to adapt; empty = all linear layers."))
+    warmup_ratio: float = field(default=0.05, metadata=_help("Fraction of steps with linear LR warm-up."))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
+    eval_steps: int = field(default=0, metadata=_help("Validation every N steps (0 = about 5 times per epoch)."))
+    early_stopping_patience: int = field(default=3, metadata=_help(
+        "Stop after this many validations without improvement (0 = off)."))
+    packing: bool = field(default=True, metadata=_help("Pack examples into full sequences (no padding waste)."))
+    seed: int = field(default=42, metadata=_help("Training seed."))
+    num_processes: int = field(default=1, metadata=_help("> 1 launches through `accelerate launch` (DDP)."))
+    report_to: str = field(default="none", metadata=_help("Experiment tracker: none, tensorboard, mlflow, wandb."))
+
+
+@dataclass
+class AcceptanceCriterion:
+    metric: str = field(default="", metadata=_help("Metric name from evaluation results, e.g. accuracy, win_rate."))
+    min: Optional[float] = field(default=None, metadata=_help("Pass when the value is at least this."))
+    max: Optional[float] = field(default=None, metadata=_help("Pass when the value is at most this."))
+
+    def __post_init__(self):
+        if self.min is None and self.max is None:
+            raise ValueError(f"criterion '{self.metric}' needs min or max")
+
+
+@dataclass
+class EvaluationSettings:
+    acceptance: list[AcceptanceCriterion] = field(default_factory=list, metadata=_help(
+        "Go/no-go criteria, each {metric, min|max}."))
+    ab_items: int = field(default=40, metadata=_help("Items in the blind A/B rating sheet."))
+    probe_set: str = field(default="", metadata=_help("General-knowledge probe file for forgetting; empty = shipped one."))
+    llm_judge: bool = field(default=False, metadata=_help("Also ask a judge model via the openai backend."))
+
+
+@dataclass
+class DeploymentSettings:
+    monthly_requests: int = field(default=100_000, metadata=_help("Expected production requests per month."))
+    input_tokens_per_request: int = field(default=0, metadata=_help("0 = from the data audit."))
+    output_tokens_per_request: int = field(default=0, metadata=_help("0 = from the data audit."))
+    peak_concurrency: int = field(default=8, metadata=_help("Simultaneous requests at peak."))
+    context_length: int = field(default=0, metadata=_help("Serving context in tokens (0 = training max_seq_length)."))
+    serving_dtype: str = field(default="bf16", metadata=_help("bf16, fp16, int8 or int4.",
+                                                              choices=("bf16", "fp16", "int8", "int4")))
+    retrain_every_months: int = field(default=3, metadata=_help("Planned retraining cadence."))
+
+
+@dataclass
+class ComplianceSettings:
+    frameworks: list[str] = field(default_factory=list, metadata=_help(
+        "Regimes that apply: hipaa, gdpr, data_residency, pci_dss, soc2, eu_ai_act, ccpa.",
+        item_choices=COMPLIANCE_FRAMEWORKS))
+    allow_external_providers: bool = field(default=True, metadata=_help(
+        "May training data be sent to a managed fine-tuning provider?"))
+    data_residency: str = field(default="", metadata=_help("Region data must stay in, e.g. EU; empty = none."))
+
+
+@dataclass
+class BudgetSettings:
+    total_usd: float = field(default=0.0, metadata=_help("Budget for compute and provider fees (0 = not set)."))
+    gpu_memory_gb: float = field(default=24.0, metadata=_help("Memory of the largest GPU available for training."))
+    weeks: int = field(default=0, metadata=_help("Calendar weeks available (0 = not set)."))
+
+
+@dataclass
+class SuitabilitySettings:
+    needs_fresh_facts: bool = field(default=False, metadata=_help(
+        "Answers depend on new or changing facts, citations or real-time information."))
+    prompt_engineering_tried: bool = field(default=False, metadata=_help(
+        "A documented prompt-engineering attempt exists (prompts and results)."))
+    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got."))
+    requirements_stable: bool = field(default=True, metadata=_help("The desired behaviour is settled."))
+    strict_output_format: bool = field(default=False, metadata=_help("A format/schema must be followed every time."))
+    specialised_domain: bool = field(default=False, metadata=_help("Specialised vocabulary or domain behaviour."))
+    style_or_voice: bool = field(default=False, metadata=_help("A style or brand voice must be kept."))
+    high_volume: bool = field(default=False, metadata=_help(
+        "High request volume, where shorter prompts or a smaller model cut cost/latency."))
+    narrow_task: bool = field(default=False, metadata=_help("A narrow task with consistent input -> output."))
+    quality_examples: int = field(default=0, metadata=_help(
+        "Quality examples available (0 = count the data files)."))
+    base_model_params_b: float = field(default=0.0, metadata=_help(
+        "Base model size in billions of parameters (0 = look it up from base_model)."))
+
+
+@dataclass
+class EngagementConfig:
+    schema_version: int = field(default=1, metadata=_help("engagement.yaml format version."))
+    client: ClientSettings = field(default_factory=ClientSettings, metadata=_help("Who the work is for."))
+    objective: str = field(default="", metadata=_help("The business objective in one or two sentences."))
+    task: TaskSettings = field(default_factory=TaskSettings, metadata=_help("The task the model performs."))
+    data: DataSettings = field(default_factory=DataSettings, metadata=_help("Client data and how to split it."))
+    base_model: BaseModelSettings = field(default_factory=BaseModelSettings, metadata=_help("The base model."))
+    baseline: BaselineSettings = field(default_factory=BaselineSettings, metadata=_help("Baseline phase."))
+    training: TrainingSettings = field(default_factory=TrainingSettings, metadata=_help("Training phase."))
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings, metadata=_help("Evaluation phase."))
+    deployment: DeploymentSettings = field(default_factory=DeploymentSettings, metadata=_help("Deployment plan."))
+    compliance: ComplianceSettings = field(default_factory=ComplianceSettings, metadata=_help("Compliance."))
+    budget: BudgetSettings = field(default_factory=BudgetSettings, metadata=_help("Budget and hardware."))
+    suitability: SuitabilitySettings = field(default_factory=SuitabilitySettings, metadata=_help(
+        "Answers to the suitability questionnaire."))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Generic conversion: hand-written because it is ~80 lines and gives exactly the error style we want
+# (dotted field, bad value, fix, all at once), which dacite/pydantic would need as much code to match.
+
+def from_dict(cls, data: Any, where: str = "") -> tuple[Any, list[str]]:
+    """Build dataclass ``cls`` from ``data``; returns (instance or None, problems)."""
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [f"{where or 'top level'}: expected a mapping of settings, got {_show(data)}"]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid settings: {', '.join(fields)}"
+            problems.append(f"{_join(where, key)}: unknown setting{hint}")
+    values = {}
+    for name, fld in fields.items():
+        if name not in data:
+            continue
+        value, errs = _convert(hints[name], data[name], _join(where, name), fld.metadata)
+        problems += errs
+        if not errs:
+            values[name] = value
+    if problems:
+        return None, problems
+    try:
+        return cls(**values), []
+    except (ValueError, TypeError) as err:
+        return None, [f"{where or 'top level'}: {err}"]
+
+
+def _convert(tp, value, where: str, meta) -> tuple[Any, list[str]]:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None, []
+        return _convert(next(a for a in args if a is not type(None)), value, where, meta)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is list:
+        if value is None:
+            return [], []
+        if not isinstance(value, list):
+            return None, [f"{where}: expected a list, got {_show(value)}; write it as [a, b] or one '- item' per line"]
+        out, problems = [], []
+        for i, item in enumerate(value):
+            conv, errs = _convert(args[0], item, f"{where}[{i}]", {"choices": meta.get("item_choices")})
+            out.append(conv)
+            problems += errs
+        return out, problems
+    if origin is dict or tp is dict:
+        if value is None:
+            return {}, []
+        if not isinstance(value, dict):
+            return None, [f"{where}: expected a mapping, got {_show(value)}"]
+        return value, []
+    return _scalar(tp, value, where, meta)
+
+
+def _scalar(tp, value, where: str, meta) -> tuple[Any, list[str]]:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value, []
+        return None, [f"{where}: expected true or false, got {_show(value)}"]
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, []
+        return None, [f"{where}: expected a whole number, got {_show(value)}"]
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), []
+        return None, [f"{where}: expected a number, got {_show(value)}"]
+    if tp is str:
+        if value is None:
+            return "", []
+        if not isinstance(value, str):
+            return None, [f"{where}: expected text, got {_show(value)}; put it in quotes"]
+        choices = meta.get("choices") if meta else None
+        if choices and value not in choices:
+            return None, [f"{where}: {value!r} is not one of {', '.join(choices)}"]
+        return value, []
+    return value, []
+
+
+def _join(where: str, key) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_config(data: Any, source: str = "engagement.yaml") -> EngagementConfig:
+    config, problems = from_dict(EngagementConfig, data)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read YAML with a clear error that names the file and line of a syntax error."""
+    import yaml  # PyYAML: fast, safe_load only
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"file not found; create it with `ftkit new`", source=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", source=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}YAML syntax error: {problem}; check indentation and quoting there",
+                          source=str(path)) from None
+
+
+def load_config(path: str | Path) -> EngagementConfig:
+    return parse_config(load_yaml(path), source=str(path))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def iter_fields(cls=EngagementConfig, prefix: str = ""):
+    """Yield (dotted name, field) for every leaf setting; used by tests and docs."""
+    hints = typing.get_type_hints(cls)
+    for fld in dataclasses.fields(cls):
+        name = _join(prefix, fld.name)
+        tp = hints[fld.name]
+        if dataclasses.is_dataclass(tp):
+            yield name, fld
+            yield from iter_fields(tp, name)
+        else:
+            yield name, fld

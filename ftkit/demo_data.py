@@ -1,0 +1,159 @@
+"""The demo client's data: support-ticket triage with a JSON answer, synthetic and deterministic.
+
+"Northwind Outfitters" (fictional) wants incoming support tickets classified into a category and a priority,
+answered as JSON that their ticketing system can ingest. The generator composes tickets from templates so the
+file is the same on every machine (seeded), and it deliberately contains the flaws a real delivery has: exact
+duplicates, a near-duplicate, contact details (synthetic PII), an empty answer and a conflicting label, so the
+data audit has something true to find. ``ftkit/sample_data/support_tickets.jsonl`` is this generator's output
+(a test checks they agree); regenerate with ``python -m ftkit.demo_data``.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+SYSTEM_PROMPT = ('Classify the support ticket. Reply with JSON only: {"category": "billing|technical|account|'
+                 'shipping|returns", "priority": "low|medium|high"}')
+
+PRODUCTS = ["trail backpack", "rain jacket", "hiking boots", "tent", "sleeping bag", "headlamp", "water filter",
+            "camp stove", "fleece", "trekking poles", "gift card", "kayak paddle"]
+ORDER = lambda rng: f"NW-{rng.randint(100000, 999999)}"  # noqa: E731  fictional order numbers
+
+# category -> priority -> ticket templates. Priority follows the ticket's urgency cues, so it is learnable.
+TEMPLATES = {
+    "billing": {
+        "high": ["I was charged twice for order {order} and my account is now overdrawn. Please refund the duplicate charge today.",
+                 "Your site took {amount} from my card three times for one {product}. I need this reversed immediately.",
+                 "Fraud alert from my bank about a {amount} charge from you that I never made. Please help urgently."],
+        "medium": ["The invoice for order {order} shows {amount} but the checkout said less. Can you correct it?",
+                   "My discount code was not applied to the {product}. I was billed the full price of {amount}.",
+                   "I need a VAT invoice for order {order} for my company's expense report."],
+        "low": ["Which payment methods do you accept for the {product}?",
+                "Do you offer instalment payments on orders over {amount}?",
+                "Can I get a copy of an old receipt from last year? No rush."],
+    },
+    "technical": {
+        "high": ["The app crashes every time I try to check out, I cannot place my order for the {product} at all.",
+                 "Your website shows an error 500 on payment and I have tried five times. Nothing works.",
+                 "The {product} I bought overheated and started smoking during use. Is it safe?"],
+        "medium": ["The size guide page for the {product} does not load on my phone.",
+                   "I keep getting logged out of the app after a few minutes.",
+                   "The tracking link in my email for order {order} gives a page not found."],
+        "low": ["Is there a dark mode in the app?",
+                "The product photos of the {product} load slowly, just letting you know.",
+                "How do I turn off the app notifications?"],
+    },
+    "account": {
+        "high": ["Someone changed the password on my account and placed an order I did not make. Lock it now please.",
+                 "I am locked out of my account and my saved payment details are in it. I need access today.",
+                 "I received a login alert from another country. Please secure my account immediately."],
+        "medium": ["How do I change the email address on my account?",
+                   "My loyalty points from order {order} are not showing in my account.",
+                   "I want to merge my two accounts into one."],
+        "low": ["How do I unsubscribe from the newsletter?",
+                "Can I change my display name on reviews?",
+                "Where can I see my wish list?"],
+    },
+    "shipping": {
+        "high": ["Order {order} was supposed to arrive before my trip tomorrow and it has not shipped. I need it now.",
+                 "The courier marked order {order} as delivered but nothing arrived. It was a {amount} {product}.",
+                 "My package for order {order} arrived torn open and the {product} is missing."],
+        "medium": ["Order {order} has been in transit for eight days. Can you check where it is?",
+                   "Can I change the delivery address for order {order}? It has not shipped yet.",
+                   "The {product} was sent to the wrong pickup point."],
+        "low": ["Do you ship to Norway?",
+                "How long does standard delivery usually take?",
+                "Can I choose a delivery day for a {product}?"],
+    },
+    "returns": {
+        "high": ["The {product} broke on the first day of my trip and I am stranded without it. I need a replacement sent urgently.",
+                 "I returned the {product} a month ago and still have no refund of {amount}. This is unacceptable.",
+                 "You sent a used {product} with someone else's hair on it. I want a refund today."],
+        "medium": ["I would like to return the {product} from order {order}, it is too small.",
+                   "How do I exchange the {product} for a different colour?",
+                   "The {product} does not match the description. Can I send it back?"],
+        "low": ["What is your return policy for gift items?",
+                "Can I return a {product} I bought in a store online?",
+                "Do I have to pay for return shipping?"],
+    },
+}
+
+OPENERS = ["", "", "Hi, ", "Hello, ", "Hi there. ", "Good morning. ", "Hey, "]
+CLOSERS = ["", "", " Thanks.", " Thank you!", " Regards, Sam", " Cheers", " Please advise."]
+
+
+def _ticket(rng: random.Random, category: str, priority: str) -> str:
+    template = rng.choice(TEMPLATES[category][priority])
+    text = template.format(order=ORDER(rng), product=rng.choice(PRODUCTS), amount=f"${rng.randint(19, 480)}.{rng.randint(0, 99):02d}")
+    opener = rng.choice(OPENERS)
+    body = text[0].lower() + text[1:] if opener else text
+    return (opener + body + rng.choice(CLOSERS)).strip()
+
+
+def _record(ticket: str, category: str, priority: str) -> dict:
+    answer = json.dumps({"category": category, "priority": priority})
+    return {"messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ticket},
+                         {"role": "assistant", "content": answer}]}
+
+
+def generate(n: int = 720, seed: int = 7) -> list[dict]:
+    """``n`` clean-looking tickets plus ~10 deliberate flaws, in a shuffled but seeded order."""
+    rng = random.Random(seed)
+    weights = {"high": 0.25, "medium": 0.45, "low": 0.30}
+    records = []
+    for i in range(n):
+        category = list(TEMPLATES)[i % len(TEMPLATES)]
+        priority = rng.choices(list(weights), weights=list(weights.values()))[0]
+        records.append(_record(_ticket(rng, category, priority), category, priority))
+    # Flaws a real delivery has (the data audit should find each of them):
+    records += [json.loads(json.dumps(records[i])) for i in (3, 40, 41, 100)]  # exact duplicates
+    near = json.loads(json.dumps(records[10]))
+    near["messages"][1]["content"] += " Thanks again"  # near-duplicate
+    records.append(near)
+    records.append(_record("Please call me back on +44 20 7946 0958 or write to jane.doe@example.com about order "
+                           "NW-482913, the tent arrived damaged.", "returns", "medium"))  # contact details (PII)
+    records.append(_record("My card 4111 1111 1111 1111 was charged twice, please refund.", "billing", "high"))
+    empty = _record("Where is my order NW-555123?", "shipping", "medium")
+    empty["messages"][2]["content"] = " "  # empty answer
+    records.append(empty)
+    conflict = json.loads(json.dumps(records[7]))
+    conflict["messages"][2]["content"] = json.dumps({"category": "other", "priority": "low"})  # conflicting label
+    records.append(conflict)
+    rng.shuffle(records)
+    return records
+
+
+def write(path: Path, n: int = 720, seed: int = 7) -> Path:
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate(n, seed))
+    Path(path).write_text(lines, encoding="utf-8")
+    return Path(path)
+
+
+DEMO_SETTINGS = {
+    "client.name": "Northwind Outfitters (demo)",
+    "client.contact": "support-ops@northwind.example",
+    "client.industry": "outdoor retail (fictional demo client)",
+    "objective": "Triage incoming support tickets into a category and priority, answered as JSON for the "
+                 "ticketing system, cheaply enough to run on every ticket.",
+    "task.type": "structured_output",
+    "task.system_prompt": SYSTEM_PROMPT,
+    "task.label_field": "category",
+    "task.json_schema": {"type": "object", "required": ["category", "priority"],
+                         "properties": {"category": {"enum": list(TEMPLATES)},
+                                        "priority": {"enum": ["low", "medium", "high"]}}},
+    "suitability.prompt_engineering_tried": True,
+    "suitability.prompt_engineering_notes": "A zero-shot prompt on a hosted model was tried; JSON was inconsistent.",
+    "suitability.strict_output_format": True,
+    "suitability.high_volume": True,
+    "suitability.narrow_task": True,
+    "compliance.frameworks": ["gdpr"],
+    "budget.gpu_memory_gb": 24.0,
+    "deployment.monthly_requests": 300000,
+}
+
+
+if __name__ == "__main__":
+    target = Path(__file__).resolve().parent / "sample_data" / "support_tickets.jsonl"
+    target.parent.mkdir(exist_ok=True)
+    print(write(target))

@@ -1,0 +1,51 @@
+"""`ftkit lab`: JupyterLab on a working copy of the phase notebooks for one engagement.
+
+The copies get the engagement's parameters injected (papermill's own parameterisation), so a consultant can
+run cells, explore and answer the questionnaire. Results written there go to ``lab/scratch``; only runs made
+with `ftkit run` are evidence (the reports say so).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ftkit.engagement import Engagement
+from ftkit.errors import FtkitError
+from ftkit.phases import ordered
+from ftkit.resources import notebooks_dir
+
+
+def prepare_lab(engagement: Engagement) -> Path:
+    import nbformat
+    from papermill.parameterize import parameterize_notebook
+
+    folder = engagement.path / "lab"
+    folder.mkdir(exist_ok=True)
+    for phase in ordered():
+        source = notebooks_dir() / phase.notebook
+        if not source.is_file():
+            continue
+        target = folder / phase.notebook
+        if target.exists():
+            continue  # never overwrite a consultant's edits; delete the copy to get a fresh one
+        scratch = folder / "scratch" / phase.folder
+        scratch.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.read(str(source), as_version=4)
+        params = {"engagement_dir": str(engagement.path), "run_dir": str(scratch)}
+        if phase.name == "suitability":
+            params["interactive"] = True
+        nb = parameterize_notebook(nb, params, kernel_name="python3", language="python")
+        nbformat.write(nb, str(target))
+    readme = folder / "README.md"
+    if not readme.exists():
+        readme.write_text("Working copies for exploration. Only runs made with `ftkit run` are evidence.\n",
+                          encoding="utf-8")
+    return folder
+
+
+def launch_lab(folder: Path) -> int:
+    if shutil.which("jupyter") is None:
+        raise FtkitError("JupyterLab is not on PATH; install ftkit's dependencies (pip install -e .) and retry.")
+    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"])

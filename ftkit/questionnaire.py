@@ -1,0 +1,64 @@
+"""The suitability questionnaire as ipywidgets, for `ftkit lab` (interactive=True).
+
+Widgets only *edit and save* answers in engagement.yaml (comments kept, written atomically); they never
+compute results. Headless runs read the saved file, so a result always comes from a recorded run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+from ftkit.config import SuitabilitySettings, load_yaml, parse_config
+from ftkit.errors import ConfigError
+from ftkit.fsutil import atomic_write_text
+
+
+def save_answers(config_path: Path, answers: dict) -> None:
+    """Write ``answers`` into the ``suitability`` section, keeping every comment; validate first."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    doc = yaml.load(Path(config_path).read_text(encoding="utf-8"))
+    section = doc.setdefault("suitability", {})
+    for key, value in answers.items():
+        section[key] = value
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    import yaml as pyyaml
+    parse_config(pyyaml.safe_load(out.getvalue()), source=str(config_path))  # refuse invalid answers
+    atomic_write_text(config_path, out.getvalue())
+
+
+def questionnaire(config_path: Path):
+    """A widget box with one control per suitability question and a Save button."""
+    import ipywidgets as w
+
+    current = (load_yaml(config_path) or {}).get("suitability", {}) or {}
+    controls = {}
+    for fld in dataclasses.fields(SuitabilitySettings):
+        value = current.get(fld.name, fld.default)
+        label = fld.metadata["help"]
+        if fld.type in ("bool", bool):
+            controls[fld.name] = w.Checkbox(value=bool(value), description=label, indent=False,
+                                            layout=w.Layout(width="100%"))
+        elif fld.type in ("int", int):
+            controls[fld.name] = w.IntText(value=int(value or 0), description=fld.name)
+        elif fld.type in ("float", float):
+            controls[fld.name] = w.FloatText(value=float(value or 0), description=fld.name)
+        else:
+            controls[fld.name] = w.Textarea(value=str(value or ""), description=fld.name, layout=w.Layout(width="100%"))
+    status = w.HTML()
+    save = w.Button(description="Save answers to engagement.yaml", button_style="primary")
+
+    def on_save(_):
+        try:
+            save_answers(config_path, {name: c.value for name, c in controls.items()})
+            status.value = "Saved. Re-run the phase with <code>ftkit run ... --phase suitability</code> for evidence."
+        except ConfigError as err:
+            status.value = f"<b>Not saved:</b> {err}"
+
+    save.on_click(on_save)
+    return w.VBox([w.HTML("<h3>Suitability questionnaire</h3>"), *controls.values(), save, status])

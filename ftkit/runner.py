@@ -1,0 +1,268 @@
+"""Run phase notebooks with papermill and leave audit-ready evidence.
+
+For each phase: check upstream phases succeeded (and did not block), validate parameters against the
+notebook's declared types, create a fresh run folder, snapshot engagement.yaml, execute with papermill
+(explicit kernel, cwd and per-cell timeout), decide the status from the exception (a timeout or a dead
+kernel leaves a notebook that looks complete), scan outputs for secrets, render report.html, write
+status.json and manifest.json, append to the audit log, and only then move ``latest``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ftkit import audit
+from ftkit.engagement import Engagement
+from ftkit.errors import FtkitError, PhaseFailed
+from ftkit.fsutil import atomic_write_json, read_json, sha256_file
+from ftkit.lock import engagement_lock
+from ftkit.manifest import MANIFEST_FILE, build_manifest, ftkit_git_commit
+from ftkit.parameters import validate
+from ftkit.phase_run import RESULTS_FILE, SNAPSHOT_FILE
+from ftkit.phases import Phase, get_phase, ordered
+from ftkit.resources import notebooks_dir
+from ftkit.secrets_scan import scan_and_redact
+
+STATUSES = ("running", "succeeded", "failed", "timed_out", "kernel_died", "interrupted", "abandoned")
+DEFAULT_CELL_TIMEOUT_S = 4 * 3600  # one cell may train for hours on a real engagement
+KERNEL_NAME = "python3"  # jupyter_client maps this to the interpreter running ftkit (sys.executable)
+
+
+@dataclass
+class RunOutcome:
+    phase: str
+    run_id: str
+    run_dir: Path
+    status: str
+    error: str = ""
+    duration_s: float = 0.0
+    headline: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # seconds: execute, report, manifest
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+def new_run_id() -> str:
+    """Sortable, unique: '20261122T153512Z-3fa2c1' (UTC time + 24 random bits)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def notebook_for(phase: Phase) -> Path:
+    path = notebooks_dir() / phase.notebook
+    if not path.is_file():
+        raise FtkitError(f"The notebook for phase '{phase.name}' ({path}) is missing from this ftkit installation.")
+    return path
+
+
+def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = frozenset()) -> None:
+    """Refuse a phase whose upstream phases have no succeeded run (or blocked), saying what to run first."""
+    for name in phase.upstream:
+        if name in planned:
+            continue
+        run_dir = engagement.latest_run_dir(name)
+        if run_dir is None:
+            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
+        results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+        if results.get("blocks_downstream"):
+            raise PhaseFailed(f"Phase '{phase.name}' cannot start: the latest '{name}' run ({run_dir.name}) "
+                              f"blocks it: {results['blocks_downstream']}")
+
+
+def run_phases(engagement: Engagement, names: list[str] | None = None, overrides: dict | None = None,
+               cell_timeout_s: int | None = None, progress: bool = True,
+               on_event: Callable[[str], None] | None = None) -> list[RunOutcome]:
+    """Run the named phases (all by default) in order under the engagement lock; stop at the first failure."""
+    phases = ordered(names)
+    overrides = dict(overrides or {})
+    per_phase = _split_overrides(phases, overrides)
+    planned = {p.name for p in phases}
+    outcomes = []
+    with engagement_lock(engagement.lock_path, purpose="ftkit run " + " ".join(p.name for p in phases)):
+        recover_abandoned_runs(engagement)
+        for phase in phases:
+            check_upstream(engagement, phase, planned=planned & {o.phase for o in outcomes if o.succeeded})
+            if on_event:
+                on_event(f"{phase.folder}: running")
+            outcome = run_phase(engagement, phase, per_phase[phase.name], cell_timeout_s, progress)
+            outcomes.append(outcome)
+            if on_event:
+                on_event(f"{phase.folder}: {outcome.status} in {outcome.duration_s:.1f} s -> {outcome.run_dir}")
+            if not outcome.succeeded:
+                break
+    return outcomes
+
+
+def recover_abandoned_runs(engagement: Engagement) -> list[str]:
+    """Mark runs left 'running' by a killed process as 'abandoned' and record them in the audit log.
+
+    Called under the engagement lock, so no live process owns them. Their folders stay as evidence;
+    ``latest`` never pointed at them.
+    """
+    abandoned = []
+    for phase in ordered():
+        for run_id in engagement.run_ids(phase):
+            run_dir = engagement.runs_dir(phase) / run_id
+            status = _read_json_or_empty(run_dir / "status.json")
+            if status.get("status") in ("running", None) and not (run_dir / MANIFEST_FILE).exists():
+                _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
+                              "the process running this phase stopped before it finished (killed or crashed)")
+                audit.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id)
+                abandoned.append(f"{phase.name}/{run_id}")
+    return abandoned
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return {}
+
+
+def _split_overrides(phases: list[Phase], overrides: dict) -> dict[str, dict]:
+    """Give each phase the -p values its notebook declares; a key no selected phase declares is an error."""
+    from ftkit.parameters import declared_parameters
+
+    per_phase, used = {}, set()
+    declared_by = {p.name: declared_parameters(notebook_for(p)) for p in phases}
+    for phase in phases:
+        mine = {k: v for k, v in overrides.items() if k in declared_by[phase.name]}
+        used |= set(mine)
+        per_phase[phase.name] = mine
+    unknown = [k for k in overrides if k not in used]
+    if unknown:
+        if len(phases) == 1:  # let validate() produce the precise message listing the valid names
+            per_phase[phases[0].name] = overrides
+        else:
+            from ftkit.errors import UsageError
+            raise UsageError(f"No selected phase has parameter(s) {', '.join(map(repr, unknown))}. "
+                             f"Use --phase to pick one, and see each notebook's parameters cell.")
+    return per_phase
+
+
+def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None = None,
+              cell_timeout_s: int | None = None, progress: bool = True) -> RunOutcome:
+    """Execute one phase notebook into a new run folder. The caller holds the engagement lock."""
+    phase = get_phase(phase) if isinstance(phase, str) else phase
+    notebook = notebook_for(phase)
+    params = validate(notebook, overrides or {}, phase.name)
+    run_id = new_run_id()
+    run_dir = engagement.runs_dir(phase) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is never reused
+    shutil.copyfile(engagement.config_path, run_dir / SNAPSHOT_FILE)
+    started = _now()
+    output_nb = run_dir / phase.notebook
+    _write_status(run_dir, "running", started, "", "")
+
+    t0 = time.perf_counter()
+    status, error = _execute(notebook, output_nb, run_dir, engagement, params, cell_timeout_s, progress)
+    t_exec = time.perf_counter() - t0
+    if status == "succeeded" and not (run_dir / RESULTS_FILE).is_file():
+        status, error = "failed", "the notebook finished without writing results.json (did it call run.finish?)"
+    leaks = scan_and_redact(run_dir)
+    if leaks:
+        status, error = "failed", ("secret values found and redacted: " + "; ".join(leaks) +
+                                   ". Do not print secrets or pass them as parameters.")
+    finished = _now()
+    results = _read_results(run_dir)
+    t1 = time.perf_counter()
+    _render_report(output_nb, run_dir, engagement, phase, run_id, status, started, finished, error, results)
+    t_report = time.perf_counter() - t1
+    _write_status(run_dir, status, started, finished, error)
+    t2 = time.perf_counter()
+    manifest = build_manifest(
+        run_id=run_id, phase=phase.name, client=engagement.slug, status=status, started_utc=started,
+        finished_utc=finished, duration_s=time.perf_counter() - t0, parameters=params,
+        inputs=results.get("inputs", {}), run_dir=run_dir, notebook_source=notebook, kernel_name=KERNEL_NAME,
+        provenance=results.get("provenance", {}), error=error)
+    atomic_write_json(run_dir / MANIFEST_FILE, manifest)
+    audit.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status=status,
+                       manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error=error[:500])
+    t_manifest = time.perf_counter() - t2
+    if status == "succeeded":
+        engagement.set_latest(phase, run_id)  # only now: a failed run never moves `latest`
+    return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,
+                      results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest})
+
+
+def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagement, params: dict,
+             cell_timeout_s: int | None, progress: bool) -> tuple[str, str]:
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output_nb),
+            parameters={**params, "engagement_dir": str(engagement.path), "run_dir": str(run_dir)},
+            kernel_name=KERNEL_NAME, cwd=str(run_dir), execution_timeout=cell_timeout_s or DEFAULT_CELL_TIMEOUT_S,
+            progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as err:
+        return "failed", f"cell {err.exec_count}: {err.ename}: {_first_line(err.evalue)}"
+    except CellTimeoutError as err:
+        return "timed_out", f"a cell ran longer than {cell_timeout_s or DEFAULT_CELL_TIMEOUT_S} s: {_first_line(str(err))}"
+    except DeadKernelError as err:
+        return "kernel_died", f"the kernel died (out of memory or killed): {_first_line(str(err))}"
+    except KeyboardInterrupt:
+        _write_status(run_dir, "interrupted", "", _now(), "interrupted by the user (Ctrl-C)")
+        raise
+    except Exception as err:  # papermill/nbclient internals (e.g. kernel failed to start): keep evidence
+        return "failed", f"{type(err).__name__}: {_first_line(str(err))}"
+    return "succeeded", ""
+
+
+def _render_report(output_nb, run_dir, engagement, phase, run_id, status, started, finished, error, results):
+    if not output_nb.is_file():
+        return
+    import ftkit
+    from ftkit.config import load_config
+
+    try:
+        client_name = load_config(run_dir / SNAPSHOT_FILE).client.name or engagement.slug
+    except FtkitError:
+        client_name = engagement.slug
+    header = {"client": engagement.slug, "client_name": client_name, "phase": phase.name,
+              "phase_title": phase.title, "run_id": run_id, "status": status, "started_utc": started,
+              "finished_utc": finished, "ftkit_version": ftkit.__version__, "git_commit": ftkit_git_commit(),
+              "error": error, "inputs": results.get("inputs", {})}
+    from ftkit.reports import render_run_report
+
+    try:
+        render_run_report(output_nb, run_dir / "report.html", header)
+    except FtkitError:
+        raise
+    except Exception as err:  # a broken output notebook must not hide the run's status
+        print(f"warning: could not render report.html for {run_id}: {err}", file=sys.stderr)
+
+
+def _read_results(run_dir: Path) -> dict:
+    try:
+        return read_json(run_dir / RESULTS_FILE)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_status(run_dir: Path, status: str, started: str, finished: str, error: str) -> None:
+    atomic_write_json(run_dir / "status.json", {"status": status, "started_utc": started,
+                                                "finished_utc": finished, "error": error})
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text or "")).strip()  # drop ANSI colours from tracebacks
+    line = text.splitlines()[0] if text else ""
+    return line[:limit]
