@@ -19,12 +19,15 @@ from ftkit.resources import notebooks_dir
 
 def prepare_lab(engagement: Engagement) -> Path:
     import nbformat
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     folder = engagement.path / "lab"
     folder.mkdir(exist_ok=True)
     for phase in ordered():
-        source = notebooks_dir() / phase.notebook
+        source = engagement.path / "notebooks" / phase.notebook  # the client's fork, if any
+        if not source.is_file():
+            source = notebooks_dir() / phase.notebook
         if not source.is_file():
             continue
         target = folder / phase.notebook
@@ -32,7 +35,7 @@ def prepare_lab(engagement: Engagement) -> Path:
             continue  # never overwrite a consultant's edits; delete the copy to get a fresh one
         scratch = folder / "scratch" / phase.folder
         scratch.mkdir(parents=True, exist_ok=True)
-        nb = nbformat.read(str(source), as_version=4)
+        nb = load_notebook_node(str(source))  # papermill's loader: normalises cell tags it relies on
         params = {"engagement_dir": str(engagement.path), "run_dir": str(scratch)}
         if phase.name == "suitability":
             params["interactive"] = True

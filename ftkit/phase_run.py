@@ -76,6 +76,20 @@ class PhaseRun:
         self.inputs[key] = digest
         return digest
 
+    def data_files(self, test: bool = False) -> list[Path]:
+        """The client's data files (``data.files``, or ``data.test_files`` with test=True), recorded as inputs."""
+        from ftkit.errors import DataError
+
+        paths = []
+        for rel in (self.config.data.test_files if test else self.config.data.files):
+            path = (self.engagement.path / rel).resolve()
+            if not path.is_file():
+                raise DataError(f"engagement.yaml lists data file '{rel}' but {path} does not exist; fix data."
+                                f"{'test_files' if test else 'files'} or copy the file into data/.")
+            self.record_input(path)
+            paths.append(path)
+        return paths
+
     def record_seed(self, name: str, value: int) -> None:
         """Record a seed (data split, sampling, training) for the manifest."""
         self.provenance["seeds"][name] = value

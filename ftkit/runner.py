@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ftkit import audit
+from ftkit.config import load_config
 from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError, PhaseFailed
 from ftkit.fsutil import atomic_write_json, read_json, sha256_file
@@ -55,7 +56,11 @@ def new_run_id() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def notebook_for(phase: Phase) -> Path:
+def notebook_for(phase: Phase, engagement: Engagement | None = None) -> Path:
+    """The notebook to run: the engagement's own fork (``<engagement>/notebooks/NN_phase.ipynb``) if the
+    consultant made one for this client, else the one shipped with ftkit. The manifest records which."""
+    if engagement is not None and (engagement.path / "notebooks" / phase.notebook).is_file():
+        return engagement.path / "notebooks" / phase.notebook
     path = notebooks_dir() / phase.notebook
     if not path.is_file():
         raise FtkitError(f"The notebook for phase '{phase.name}' ({path}) is missing from this ftkit installation.")
@@ -82,9 +87,12 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
                on_event: Callable[[str], None] | None = None) -> list[RunOutcome]:
     """Run the named phases (all by default) in order under the engagement lock; stop at the first failure."""
     phases = ordered(names)
-    overrides = dict(overrides or {})
-    per_phase = _split_overrides(phases, overrides)
+    load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
     planned = {p.name for p in phases}
+    for phase in phases:  # pre-flight: refuse now rather than after an hour of earlier phases
+        check_upstream(engagement, phase, planned=planned)
+    overrides = dict(overrides or {})
+    per_phase = _split_overrides(engagement, phases, overrides)
     outcomes = []
     with engagement_lock(engagement.lock_path, purpose="ftkit run " + " ".join(p.name for p in phases)):
         recover_abandoned_runs(engagement)
@@ -112,9 +120,10 @@ def recover_abandoned_runs(engagement: Engagement) -> list[str]:
         for run_id in engagement.run_ids(phase):
             run_dir = engagement.runs_dir(phase) / run_id
             status = _read_json_or_empty(run_dir / "status.json")
-            if status.get("status") in ("running", None) and not (run_dir / MANIFEST_FILE).exists():
-                _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
-                              "the process running this phase stopped before it finished (killed or crashed)")
+            if status.get("status") in ("running", "interrupted", None) and not (run_dir / MANIFEST_FILE).exists():
+                if status.get("status") != "interrupted":
+                    _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
+                                  "the process running this phase stopped before it finished (killed or crashed)")
                 audit.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id)
                 abandoned.append(f"{phase.name}/{run_id}")
     return abandoned
@@ -127,12 +136,12 @@ def _read_json_or_empty(path: Path) -> dict:
         return {}
 
 
-def _split_overrides(phases: list[Phase], overrides: dict) -> dict[str, dict]:
+def _split_overrides(engagement: Engagement, phases: list[Phase], overrides: dict) -> dict[str, dict]:
     """Give each phase the -p values its notebook declares; a key no selected phase declares is an error."""
     from ftkit.parameters import declared_parameters
 
     per_phase, used = {}, set()
-    declared_by = {p.name: declared_parameters(notebook_for(p)) for p in phases}
+    declared_by = {p.name: declared_parameters(notebook_for(p, engagement)) for p in phases}
     for phase in phases:
         mine = {k: v for k, v in overrides.items() if k in declared_by[phase.name]}
         used |= set(mine)
@@ -152,7 +161,7 @@ def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None
               cell_timeout_s: int | None = None, progress: bool = True) -> RunOutcome:
     """Execute one phase notebook into a new run folder. The caller holds the engagement lock."""
     phase = get_phase(phase) if isinstance(phase, str) else phase
-    notebook = notebook_for(phase)
+    notebook = notebook_for(phase, engagement)
     params = validate(notebook, overrides or {}, phase.name)
     run_id = new_run_id()
     run_dir = engagement.runs_dir(phase) / run_id

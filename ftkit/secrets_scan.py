@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 # Names like OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD, aws_secret_access_key: judged by their word parts, so
-# max_tokens, tokenizer or label_key are not secrets, and api_key_env (the *name* of a variable) is allowed.
-_SECRET_WORDS = {"secret", "token", "password", "passwd", "pwd", "credential", "credentials", "apikey", "auth",
+# max_tokens, tokenizer, label_key or PWD (the shell's working directory) are not secrets, and api_key_env (the *name* of a variable) is allowed.
+_SECRET_WORDS = {"secret", "token", "password", "passwd", "credential", "credentials", "apikey", "auth",
                  "passphrase"}
 _SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key"), ("signing", "key")}
 _NAME_OF_VARIABLE = {"env", "var", "name"}  # last word: the value is a variable's name, not a secret

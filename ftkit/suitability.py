@@ -358,11 +358,11 @@ def model_size_b(config: EngagementConfig) -> float:
     return 7.0  # the common size of open instruct models; stated in the report as an assumption
 
 
-def count_examples(config: EngagementConfig, engagement_dir: Path) -> int:
+def count_examples(config: EngagementConfig, data_files: list[Path]) -> int:
     """Quality examples: the questionnaire's answer, else records in the data files (JSONL lines, JSON array items, CSV rows)."""
     if config.suitability.quality_examples:
         return config.suitability.quality_examples
-    return sum(count_records(engagement_dir / f) for f in config.data.files)
+    return sum(count_records(path) for path in data_files)
 
 
 def count_records(path: Path) -> int:
