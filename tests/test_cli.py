@@ -96,3 +96,17 @@ def test_missing_data_file(tmp_path):
     result = ftkit("new", "acme", "--data", str(tmp_path / "missing.jsonl"), "--root", str(tmp_path))
     assert result.returncode == 1 and "does not exist" in result.stderr
     _no_traceback(result)
+
+
+def test_demo_suitability_leaves_the_evidence(tmp_path):
+    result = ftkit("demo", "--root", str(tmp_path / "eng"), "--phase", "suitability")
+    assert result.returncode == 0, result.stderr
+    demo = tmp_path / "eng" / "demo"
+    [run_dir] = list((demo / "phases" / "01_suitability" / "runs").iterdir())
+    for name in ("report.html", "results.json", "manifest.json", "status.json"):
+        assert (run_dir / name).is_file()
+    assert (demo / "report" / "index.html").is_file()
+    assert json.loads((run_dir / "results.json").read_text())["headline"]["recommendation"] == "fine_tune"
+    assert ftkit("verify", "demo", "--root", str(tmp_path / "eng")).returncode == 0
+    again = ftkit("demo", "--root", str(tmp_path / "eng"), "--phase", "suitability")  # reuses, adds a run
+    assert again.returncode == 0 and len(list((demo / "phases" / "01_suitability" / "runs").iterdir())) == 2
