@@ -145,13 +145,13 @@ class PhaseRun:
         plt.close(fig)
         return path
 
-    def finding(self, severity: str, code: str, message: str, next_step: str = "") -> Finding:
+    def finding(self, severity: str, code: str, message: str, next_step: str = "") -> None:
+        """Record and show a finding. Returns None so a cell ending with it shows no repr."""
         item = Finding(severity, code, message, next_step)
         self.findings.append(item)
         icon = {"info": "ℹ️", "warning": "⚠️", "blocking": "⛔"}[severity]
         extra = f" **Next:** {html.escape(next_step)}" if next_step else ""
         self._show_markdown(f"{icon} **{severity.upper()}** `{code}`: {html.escape(message)}{extra}")
-        return item
 
     def finish(self, headline: dict, results: dict | None = None, summary: str = "", tell_client: str = "",
                next_steps: list[str] | None = None, blocks_downstream: str = "") -> Path:
