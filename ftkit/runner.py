@@ -214,6 +214,8 @@ def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagem
             parameters={**params, "engagement_dir": str(engagement.path), "run_dir": str(run_dir)},
             kernel_name=KERNEL_NAME, cwd=str(run_dir), execution_timeout=cell_timeout_s or DEFAULT_CELL_TIMEOUT_S,
             progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
+            # The kernel is local (loopback); its "TCP without encryption" warning only alarms consultants.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as err:
         return "failed", f"cell {err.exec_count}: {err.ename}: {_first_line(err.evalue)}"
