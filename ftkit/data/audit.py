@@ -1,0 +1,402 @@
+"""The data audit: read every file, check every record, find duplicates/PII/leakage, profile and split.
+
+``audit_files(files, options)`` streams each file in chunks of ``chunk_size`` records. A chunk is processed
+by :func:`process_chunk` (parse, normalise to chat messages, record checks, PII, duplicate keys, MinHash
+signatures, chat-template rendering and token/label counts); with ``workers=2`` on large files, chunks go to
+two forked processes (each tokenizing single-threaded), so both cores work. The parent keeps only compact
+per-record metadata and spools the normalised records to a temporary file, so memory stays bounded by a
+few chunks whatever the file size. Dataset-level work (exact/near duplicates, conflicts, leakage, splits,
+profiles) runs once at the end on the metadata.
+
+The result (:class:`AuditResult`) carries the issues, duplicate groups, PII hits, stats and split
+assignment; ``result.write_outputs(folder)`` writes train/validation/test.jsonl, issues.csv and stats.json.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import os
+import tempfile
+from collections import deque
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ftkit.data import duplicates as dup
+from ftkit.data.checks import CHECKS, Issue, make_issue
+from ftkit.data.formats import FORMATS, NormaliseContext, detect_format, guess_csv_columns, normalise
+from ftkit.data.pii import find_pii, masked_excerpt, redact
+from ftkit.data.reader import (FileProblem, RawItem, decode_json_line, explain_single_object, iter_items,
+                               not_a_list_problem, sniff)
+from ftkit.data.record_checks import TaskContext, derive_label, final_answer, run_record_checks
+from ftkit.data.dataset_checks import dataset_checks
+from ftkit.data.result import AuditResult, FileSummary
+from ftkit.data.stats import dominant_script
+from ftkit.errors import UsageError
+
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024  # below this, forking workers costs more than it saves
+DETECT_SAMPLE = 50
+
+
+@dataclass
+class AuditOptions:
+    fmt: str = "auto"
+    columns: dict = field(default_factory=dict)
+    system_prompt: str = ""
+    task: TaskContext = field(default_factory=TaskContext)
+    tokenizer: Any = None  # a fast tokenizer with a chat template; None skips the token checks
+    max_seq_length: int = 1024
+    near_duplicate_threshold: float = 0.85
+    scan_pii: bool = True
+    redact_pii: bool = False
+    split: dict = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 42})
+    workers: int | None = None  # None: 2 on large files when 2+ cores, else 1
+    chunk_size: int = 1000
+
+    def __post_init__(self):
+        if self.fmt not in ("auto", *FORMATS):
+            raise UsageError(f"Unknown data format '{self.fmt}'. Valid formats: auto, {', '.join(FORMATS)}.")
+
+
+@dataclass
+class ChunkResult:
+    metas: list[dict]
+    issues: list[Issue]
+    signatures: np.ndarray  # (n valid records in the chunk, NUM_PERM) uint32
+    lines: list[str]  # normalised JSON records, one per valid record
+    redacted: list[str]
+
+
+# -- per chunk (runs in a worker process or inline) --------------------------------------------------------
+
+def _issue(code: str, line: int, message: str, excerpt: str = "") -> Issue:
+    return make_issue(code, line, message, excerpt)
+
+
+def _decode(item: RawItem) -> tuple[Any, Issue | None]:
+    if item.problem:
+        return None, _issue(item.problem[0], item.line, item.problem[1])
+    if isinstance(item.data, bytes):
+        obj, problem = decode_json_line(item.data, item.line)
+        if problem:
+            text = item.data.decode("utf-8", "replace")
+            col = _column(problem[1])
+            return None, _issue(problem[0], item.line, problem[1], masked_excerpt(text, col))
+        return obj, None
+    return item.data, None
+
+
+def _column(message: str) -> int:
+    marker = "column "
+    if marker in message:
+        digits = "".join(itertools.takewhile(str.isdigit, message.split(marker, 1)[1]))
+        return max(0, int(digits or 1) - 1)
+    return 0
+
+
+def _pii_issues(line: int, messages: list[dict]) -> tuple[list[Issue], list[str]]:
+    issues, kinds = [], []
+    seen: dict[str, list] = {}
+    for m in messages:
+        for hit in find_pii(m["content"]):
+            seen.setdefault(hit.kind, []).append((m["content"], hit))
+    for kind, hits in seen.items():
+        text, first = hits[0]
+        more = f" (+{len(hits) - 1} more)" if len(hits) > 1 else ""
+        issues.append(_issue(f"pii.{kind}", line, f"{CHECKS['pii.' + kind].title}: {first.masked}{more}",
+                             masked_excerpt(text, first.start)))
+        kinds.append(kind)
+    return issues, kinds
+
+
+@lru_cache(maxsize=256)
+def _system_excerpt(system: str) -> str:
+    return masked_excerpt(system, 0, 100)  # the same few system prompts recur in every record
+
+
+def _meta(line: int, ex_messages: list[dict], label: str | None, ident: str | None) -> dict:
+    whole, prompt, answer = dup.conversation_keys(ex_messages)
+    chars: dict[str, int] = {}
+    for m in ex_messages:
+        chars[m["role"]] = chars.get(m["role"], 0) + len(m["content"])
+    system = next((m["content"] for m in ex_messages if m["role"] == "system"), None)
+    fa = final_answer(ex_messages)
+    return {"line": line, "id": ident, "label": label, "key": whole, "prompt_key": prompt, "answer_key": answer,
+            "n_messages": len(ex_messages), "n_turns": sum(1 for m in ex_messages if m["role"] == "assistant"),
+            "chars": chars, "answer_chars": len(fa[1]["content"]) if fa else 0,
+            "system_excerpt": _system_excerpt(system) if system is not None else None,
+            "script": dominant_script(" ".join(m["content"][:500] for m in ex_messages)),
+            "pii": [], "n_tokens": None}
+
+
+def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: NormaliseContext) -> ChunkResult:
+    """Everything per record for one chunk; see the module docstring."""
+    fmt = FORMATS[fmt_name]
+    metas, issues, examples, lines, redacted = [], [], [], [], []
+    for item in items:
+        obj, problem = _decode(item)
+        if problem:
+            issues.append(problem)
+            metas.append({"line": item.line, "valid": False})
+            continue
+        ex = normalise(fmt, obj, ctx)
+        record_issues = [_issue(code, item.line, msg) for code, msg in ex.problems]
+        if not ex.fatal:
+            for code, msg, idx, offset in run_record_checks(ex.messages, opts.task):
+                excerpt = masked_excerpt(ex.messages[idx]["content"], offset) if idx >= 0 else ""
+                record_issues.append(_issue(code, item.line, msg, excerpt))
+        label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
+        meta = _meta(item.line, ex.messages, label, ex.id) if not ex.fatal else {"line": item.line}
+        if opts.scan_pii and not ex.fatal:
+            pii_issues, meta["pii"] = _pii_issues(item.line, ex.messages)
+            record_issues += pii_issues
+        meta["valid"] = not ex.fatal and not any(i.severity == "error" for i in record_issues)
+        issues += record_issues
+        metas.append(meta)
+        if not ex.fatal:
+            examples.append((meta, ex))
+    usable = [(m, ex) for m, ex in examples if m["valid"]]
+    if opts.tokenizer is not None and usable:
+        issues += _token_checks(usable, opts)
+        usable = [(m, ex) for m, ex in usable if m["valid"]]  # label-coverage failures invalidate records
+    for m, ex in usable:
+        record = {"id": ex.id or f"{ctx.source}:{m['line']}", "messages": ex.messages}
+        if m["label"] is not None:
+            record["label"] = m["label"]
+        lines.append(json.dumps(record, ensure_ascii=False))
+        if opts.redact_pii:
+            redacted.append(json.dumps(_redacted(record), ensure_ascii=False) if m["pii"] else lines[-1])
+    sigs = dup.minhash_signatures([dup.near_dup_text(ex.messages) for _, ex in usable])
+    return ChunkResult(metas, issues, sigs, lines, redacted)
+
+
+def _redacted(record: dict) -> dict:
+    return {**record, "messages": [{**m, "content": redact(m["content"])} for m in record["messages"]]}
+
+
+def _token_checks(examples: list[tuple[dict, Any]], opts: AuditOptions) -> list[Issue]:
+    """Render through the chat template, count tokens per role and label tokens; flag label-coverage failures."""
+    from ftkit.chat_format import label_stats, render_with_spans
+
+    tok = opts.tokenizer
+    rendered = render_with_spans(tok, [ex.messages for _, ex in examples])
+    stats = label_stats(tok, rendered)
+    issues = []
+    for (meta, ex), r, st in zip(examples, rendered, stats):
+        line = meta["line"]
+        if r.error:
+            code = "template.render_failed" if "cannot render" in r.error else "labels.empty"
+            issues.append(_issue(code, line, r.error[:300]))
+            meta["valid"] = False
+            continue
+        meta.update(n_tokens=st["n_tokens"], n_label_tokens=st["n_label_tokens"], tokens_per_role=st["tokens_per_role"],
+                    answer_tokens=st["tokens_per_role"].get("assistant", 0))
+        if st["n_label_tokens"] == 0:
+            issues.append(_issue("labels.empty", line, "no token of this example would be trained on (every label "
+                                 "is -100): check the assistant turns' weight and content"))
+            meta["valid"] = False
+        elif not st["has_end_of_turn_label"]:
+            issues.append(_issue("labels.no_end_of_turn", line, "an assistant turn's end-of-turn token is not a "
+                                 "trainable label, so the model would not learn to stop after it"))
+            meta["valid"] = False
+        if st["n_tokens"] > opts.max_seq_length:
+            cut = st["last_label_token"] >= opts.max_seq_length
+            issues.append(_issue("tokens.too_long", line, f"{st['n_tokens']} tokens > max_seq_length "
+                                 f"{opts.max_seq_length}" + ("; truncation would cut the answer's end-of-turn token" if cut else "")))
+    return issues
+
+
+# -- per file ---------------------------------------------------------------------------------------------
+
+def _chunks(items: Iterable[RawItem], size: int) -> Iterable[list[RawItem]]:
+    it = iter(items)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _peek_format(path: Path, items: list[RawItem], opts: AuditOptions, container: str) -> tuple[str, NormaliseContext]:
+    ctx = NormaliseContext(columns=dict(opts.columns), system_prompt=opts.system_prompt, source=path.stem)
+    if container == "csv":
+        header = list(next((i.data for i in items if isinstance(i.data, dict)), {}) or [])
+        ctx.columns = guess_csv_columns(header, {k: v for k, v in opts.columns.items() if v})
+        if not ctx.columns["prompt"] or not ctx.columns["completion"] or \
+                any(c and c not in header for c in ctx.columns.values()):
+            raise FileProblem("file.csv_columns", f"{path}: cannot tell which columns hold the prompt and the answer "
+                              f"(header: {', '.join(header) or 'none'}). Set data.columns.prompt and "
+                              f"data.columns.completion in engagement.yaml to two of these names.")
+        return "csv", ctx
+    if opts.fmt != "auto":
+        return opts.fmt, ctx
+    samples = [_decode(i)[0] for i in items]
+    name = detect_format([s for s in samples if s is not None])
+    if name:
+        return name, ctx
+    objects = [s for s in samples if isinstance(s, dict)]
+    if container == "jsonl" and len(samples) >= 3 and sum(s is None for s in samples) >= 0.9 * len(samples):
+        whole = explain_single_object(path)
+        raise whole or FileProblem("file.mostly_invalid", f"{path}: {sum(s is None for s in samples)} of the first "
+                                   f"{len(samples)} lines are not JSON. Is it pretty-printed JSON? Write one object per "
+                                   f"line (JSONL), or a JSON array.")
+    if len(objects) == 1 and len(samples) == 1:  # the whole file is one object that is no record
+        raise not_a_list_problem(path, objects[0])
+    if not objects and container == "jsonl":
+        whole = explain_single_object(path)
+        if whole:
+            raise whole
+    keys = sorted({k for o in objects for k in o})[:10]
+    found = f"records with keys {', '.join(keys)}" if keys else "no JSON objects in the first records"
+    raise FileProblem("file.unknown_format", f"{path}: format not recognised ({found}). Expected one of: " +
+                      "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values() if f.name != "csv") +
+                      ". Rename the keys, or pass --format / set data.format.")
+
+
+_WORKER: dict = {}
+
+
+def _worker_run(items, fmt_name, ctx):
+    return process_chunk(items, fmt_name, _WORKER["opts"], ctx)
+
+
+class _Executor:
+    """Inline or a fork pool with at most ``2 * workers`` chunks in flight (streaming, bounded memory)."""
+
+    def __init__(self, opts: AuditOptions, workers: int):
+        self.opts, self.workers, self.pool = opts, workers, None
+        if workers > 1:
+            import multiprocessing as mp
+
+            _WORKER["opts"] = opts
+            saved = os.environ.get("TOKENIZERS_PARALLELISM")
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # each worker tokenizes on one core; no rayon after fork
+            try:
+                self.pool = mp.get_context("fork").Pool(workers)
+            finally:
+                if saved is None:
+                    os.environ.pop("TOKENIZERS_PARALLELISM", None)
+                else:
+                    os.environ["TOKENIZERS_PARALLELISM"] = saved
+
+    def map(self, chunks: Iterable[list[RawItem]], fmt_name: str, ctx: NormaliseContext) -> Iterable[ChunkResult]:
+        if self.pool is None:
+            for chunk in chunks:
+                yield process_chunk(chunk, fmt_name, self.opts, ctx)
+            return
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(self.pool.apply_async(_worker_run, (chunk, fmt_name, ctx)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            _WORKER.clear()
+
+
+# -- orchestration -------------------------------------------------------------------------------------------
+
+def _workers(opts: AuditOptions, size: int) -> int:
+    if opts.workers is not None:
+        return max(1, opts.workers)
+    return 2 if size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _audit_file(path: Path, role: str, index: int, opts: AuditOptions, state: dict) -> FileSummary:
+    summary = FileSummary(str(path), role)
+    try:
+        info = sniff(path, opts.fmt)
+        summary.container = info.container
+        items = iter_items(path, info)
+        head, damage = [], None
+        try:  # a file damaged early (truncated array) still has its first records audited
+            head += itertools.islice(items, DETECT_SAMPLE)
+        except FileProblem as problem:
+            damage = problem
+        fmt_name, ctx = _peek_format(path, head, opts, info.container)
+        summary.format = fmt_name
+        executor = _Executor(opts, _workers(opts, path.stat().st_size))
+        try:
+            stream = head if damage else itertools.chain(head, items)
+            for res in executor.map(_chunks(stream, opts.chunk_size), fmt_name, ctx):
+                _merge(res, index, state, summary)
+        finally:
+            executor.close()
+        if damage:
+            raise damage
+    except FileProblem as problem:  # records read before the damage are kept; none read = unreadable
+        summary.readable = summary.n_records > 0
+        state["issues"].append(Issue(str(path), 0, CHECKS[problem.code].severity, problem.code, str(problem)))
+        return summary
+    _file_level_checks(path, summary, state)
+    return summary
+
+
+def _merge(res: ChunkResult, file_index: int, state: dict, summary: FileSummary) -> None:
+    for m in res.metas:
+        m["file"] = file_index
+    state["metas"] += res.metas
+    state["issues"] += [Issue(summary.path, i.line, i.severity, i.code, i.message, i.excerpt) for i in res.issues]
+    state["sigs"].append(res.signatures)
+    for line in res.lines:
+        state["spool"].write(line.encode("utf-8") + b"\n")
+    if state.get("redacted") is not None:
+        for line in res.redacted:
+            state["redacted"].write(line.encode("utf-8") + b"\n")
+    summary.n_records += len(res.metas)
+    summary.n_valid += sum(1 for m in res.metas if m.get("valid"))
+
+
+def _file_level_checks(path: Path, summary: FileSummary, state: dict) -> None:
+    file_issues = [i for i in state["issues"] if i.file == summary.path]
+    invalid_json = sum(1 for i in file_issues if i.code == "json.invalid")
+    if summary.container == "jsonl" and summary.n_records >= 3 and invalid_json >= 0.9 * summary.n_records:
+        whole = explain_single_object(path)
+        problem = whole or FileProblem("file.mostly_invalid", f"{path}: {invalid_json} of {summary.n_records} lines "
+                                       f"are not JSON. Is it pretty-printed JSON? Write one object per line (JSONL).")
+        state["issues"].append(Issue(str(path), 0, CHECKS[problem.code].severity, problem.code, str(problem)))
+    if summary.n_records == 0:
+        state["issues"].append(Issue(str(path), 0, "error", "file.no_records", f"{path}: no records were found."))
+        summary.readable = False
+
+
+def audit_files(files: list[str | Path], options: AuditOptions | None = None,
+                test_files: list[str | Path] = ()) -> AuditResult:
+    """Audit the client's training ``files`` (and optional ``test_files``); see the module docstring.
+
+    Never raises for bad data: unreadable files and bad records become issues (``file.*`` at line 0).
+    """
+    opts = options or AuditOptions()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # ~100k small dicts accumulate: full collections would re-scan them over and over
+    try:
+        return _audit_all(files, test_files, opts)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _audit_all(files, test_files, opts: AuditOptions) -> AuditResult:
+    state = {"metas": [], "issues": [], "sigs": [], "spool": tempfile.TemporaryFile(),
+             "redacted": tempfile.TemporaryFile() if opts.redact_pii else None}
+    summaries = []
+    for role, group in (("train", files), ("test", test_files)):
+        for path in group:
+            summaries.append(_audit_file(Path(path), role, len(summaries), opts, state))
+    for spool in (state["spool"], state["redacted"]):
+        if spool is not None:
+            spool.flush()
+    sigs = np.concatenate(state["sigs"]) if state["sigs"] else np.zeros((0, dup.NUM_PERM), np.uint32)
+    result = AuditResult(summaries, state["metas"], state["issues"], sigs, spool=state["spool"],
+                         redacted_spool=state["redacted"], options=opts)
+    dataset_checks(result, opts)
+    return result

@@ -1,0 +1,371 @@
+"""The data audit phase's building blocks: what ``notebooks/02_data_audit.ipynb`` calls, one function per section.
+
+Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples whose sentences are computed
+from this client's numbers; the notebook hands them to ``run.finding``. Figures are matplotlib (imported
+inside the functions).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ftkit.data.audit import AuditOptions, AuditResult, audit_files
+from ftkit.data.checks import CHECKS
+from ftkit.data.record_checks import TaskContext
+from ftkit.data.stats import suggest_max_seq_length
+
+MAX_ERROR_SHARE = 0.2  # more records with errors than this blocks: the file needs fixing, not filtering
+PERSONAL_DATA_FRAMEWORKS = {"gdpr", "hipaa", "pci_dss", "ccpa"}
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f} %" if whole else "0 %"
+
+
+def load_base_tokenizer(config):
+    """The base model's tokenizer, or (None, why) when it cannot be loaded (token checks are then skipped)."""
+    from ftkit.errors import FtkitError
+    from ftkit.models.loading import load_tokenizer
+
+    try:
+        tok = load_tokenizer(config.base_model.id, config.base_model.revision, config.base_model.trust_remote_code)
+    except FtkitError as err:
+        return None, str(err)
+    if not getattr(tok, "is_fast", False) or not tok.chat_template:
+        return None, f"the tokenizer of {config.base_model.id} is not a fast tokenizer with a chat template"
+    return tok, ""
+
+
+def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> AuditResult:
+    """Audit the engagement's data files (and test files) with the settings of engagement.yaml."""
+    config = run.config
+    d, task = config.data, config.task
+    tokenizer, why = load_base_tokenizer(config) if use_tokenizer else (None, "turned off (use_tokenizer=False)")
+    control = tuple(tokenizer.all_special_tokens) if tokenizer is not None else ()
+    options = AuditOptions(
+        fmt=d.format, columns={"prompt": d.columns.prompt, "completion": d.columns.completion, "system": d.columns.system},
+        system_prompt=task.system_prompt,
+        task=TaskContext(task.type, task.label_field, tuple(task.labels), dict(task.json_schema), control),
+        tokenizer=tokenizer, max_seq_length=d.max_seq_length, near_duplicate_threshold=d.near_duplicate_threshold,
+        redact_pii=d.redact_pii, split={"train": d.split.train, "validation": d.split.validation, "test": d.split.test,
+                                        "seed": d.split.seed}, workers=workers or None)
+    result = audit_files(run.data_files(), options, test_files=run.data_files(test=True))
+    result.tokenizer_note = why
+    return result
+
+
+# -- 1. files -------------------------------------------------------------------------------------------------
+
+def files_table(result: AuditResult) -> list[dict]:
+    return [{"file": Path(f.path).name, "role": f.role, "format": f.format or "-", "container": f.container or "-",
+             "records": f.n_records, "valid": f.n_valid, "valid share": _pct(f.n_valid, f.n_records)}
+            for f in result.files]
+
+
+def files_findings(result: AuditResult) -> list[tuple]:
+    out = []
+    for f in result.files:
+        if not f.readable:
+            problem = next((i for i in result.issues if i.file == f.path and i.line == 0), None)
+            out.append(("blocking", "data.unreadable", f"{Path(f.path).name} cannot be read: "
+                        f"{problem.message if problem else 'no records'}", CHECKS[problem.code].fix if problem else ""))
+    invalid = result.n_records - result.n_valid
+    sev = "blocking" if result.n_records and invalid > MAX_ERROR_SHARE * result.n_records else \
+        ("warning" if invalid else "info")
+    out.append((sev, "data.valid", f"{result.n_valid:,} of {result.n_records:,} records ({_pct(result.n_valid, result.n_records)}) "
+                f"pass every check; {invalid:,} have errors and are left out of the splits.",
+                "Send the client issues.csv: every row names the line, the problem and the fix." if invalid else ""))
+    if result.tokenizer_note:
+        out.append(("warning", "data.no_tokenizer", f"Token and label-coverage checks were skipped: {result.tokenizer_note}.",
+                    "Make the base model available (or fix base_model.id) and re-run the audit."))
+    return out
+
+
+# -- 2. issues --------------------------------------------------------------------------------------------------
+
+def issues_table(result: AuditResult) -> list[dict]:
+    """Issues per check, errors first: count, what it means, the fix."""
+    counts = result.issue_counts()
+    order = {"error": 0, "warning": 1, "info": 2}
+    rows = [{"severity": CHECKS[c].severity, "check": c, "count": n, "problem": CHECKS[c].title, "fix": CHECKS[c].fix}
+            for c, n in counts.items()]
+    return sorted(rows, key=lambda r: (order[r["severity"]], -r["count"]))
+
+
+def worst_issues(result: AuditResult, n: int = 20) -> list[dict]:
+    order = {"error": 0, "warning": 1, "info": 2}
+    rows = sorted(result.issues, key=lambda i: (order[i.severity], i.file, i.line))[:n]
+    return [{"file": Path(i.file).name, "line": i.line, "severity": i.severity, "check": i.code, "message": i.message,
+             "excerpt (masked)": i.excerpt} for i in rows]
+
+
+def issues_findings(result: AuditResult) -> list[tuple]:
+    errors = Counter(i.code for i in result.issues if i.severity == "error")
+    if not errors:
+        return [("info", "data.no_errors", "No record has an error.", "")]
+    code, n = errors.most_common(1)[0]
+    return [("warning", "data.errors", f"{sum(errors.values()):,} errors in {len(errors)} checks; the most frequent is "
+             f"'{code}' ({n:,}): {CHECKS[code].title}.", CHECKS[code].fix)]
+
+
+# -- 3. duplicates ------------------------------------------------------------------------------------------------
+
+def duplicates_table(result: AuditResult, n: int = 10) -> list[dict]:
+    rows = []
+    for kind, groups in (("exact", result.duplicate_groups), ("near", result.near_duplicate_groups),
+                         ("conflicting answers", result.conflict_groups)):
+        for g in sorted(groups, key=len, reverse=True)[:n]:
+            rows.append({"kind": kind, "records": len(g), "where": ", ".join(result.where(i) for i in g[:6]) +
+                         (" …" if len(g) > 6 else "")})
+    return rows
+
+
+def duplicates_findings(result: AuditResult) -> list[tuple]:
+    d = result.stats["duplicates"]
+    n = result.n_valid or 1
+    out = []
+    if d["exact_extra_copies"]:
+        out.append(("warning", "data.exact_duplicates", f"{d['exact_extra_copies']:,} records ({_pct(d['exact_extra_copies'], n)}) "
+                    f"are exact copies of another ({d['exact_groups']:,} groups); only the first copy is kept.",
+                    "Ask the client why records repeat: a broken export, or real repetition that should be weighted on purpose."))
+    if d["near_groups"]:
+        out.append(("info", "data.near_duplicates", f"{d['near_records']:,} records form {d['near_groups']:,} near-duplicate "
+                    f"groups (Jaccard >= {result.options.near_duplicate_threshold}); "
+                    f"each group stays in one split so the test set measures generalisation.", ""))
+    if d["conflict_groups"]:
+        out.append(("warning", "data.conflicts", f"{d['conflict_groups']:,} prompts have different answers in different "
+                    f"records: the model is taught to guess between them.", "Have the client decide the right answer for each group."))
+    if result.leaked:
+        out.append(("warning", "data.leakage", f"{len(result.leaked):,} training records also appear (exactly or nearly) in "
+                    f"the client's test file; they were dropped from training.", "Tell the client their test set overlaps the training data."))
+    return out or [("info", "data.no_duplicates", "No duplicates, near-duplicates or conflicting answers found.", "")]
+
+
+def duplicates_figure(result: AuditResult):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    d = result.stats["duplicates"]
+    names = ["exact copies", "near-dup records", "conflict groups", "leaked (train∩test)"]
+    values = [d["exact_extra_copies"], d["near_records"], d["conflict_groups"], len(result.leaked)]
+    ax.barh(names, values, color=["#c0392b", "#e67e22", "#8e44ad", "#2c3e50"])
+    ax.set_xlabel("records / groups")
+    ax.set_title("Duplicates and leakage")
+    fig.tight_layout()
+    return fig
+
+
+# -- 4. PII -----------------------------------------------------------------------------------------------------
+
+def pii_table(result: AuditResult) -> list[dict]:
+    counts = Counter(h["kind"] for h in result.pii_hits())
+    return [{"kind": k, "records": v, "severity": CHECKS[f"pii.{k}"].severity, "what to do": CHECKS[f"pii.{k}"].fix}
+            for k, v in counts.most_common()]
+
+
+def pii_findings(result: AuditResult, config) -> list[tuple]:
+    counts = Counter(h["kind"] for h in result.pii_hits())
+    if not counts:
+        return [("info", "data.no_pii", "The PII scan found no e-mail addresses, phone numbers, card numbers, IBANs, "
+                 "national IDs, IP addresses or credentials (it does not detect names or postal addresses).", "")]
+    records = len({(h["file"], h["line"]) for h in result.pii_hits()})
+    kinds = ", ".join(f"{k} ({v})" for k, v in counts.most_common())
+    frameworks = sorted(PERSONAL_DATA_FRAMEWORKS & set(config.compliance.frameworks))
+    if config.data.redact_pii:
+        return [("info", "data.pii_redacted", f"{records:,} records contain PII ({kinds}); redacted copies of the splits "
+                 f"are in redacted/.", "Train on the redacted splits.")]
+    regime = f" {', '.join(f.upper() for f in frameworks)} applies to this engagement." if frameworks else ""
+    return [("warning", "data.pii", f"{records:,} records contain PII: {kinds}.{regime}",
+             "Set data.redact_pii: true and re-run, or get the client's written confirmation that training on it is lawful.")]
+
+
+# -- 5. tokens and label coverage ------------------------------------------------------------------------------
+
+def _token_metas(result: AuditResult) -> list[dict]:
+    return [m for m in result.metas if m.get("valid") and m.get("n_tokens") is not None]
+
+
+def token_figure(result: AuditResult, max_seq_length: int):
+    """Histograms of tokens per example and per role (log-scaled counts), with the max_seq_length line."""
+    import matplotlib.pyplot as plt
+
+    metas = _token_metas(result)
+    roles = [r for r in ("system", "user", "assistant", "tool") if any(m["tokens_per_role"].get(r) for m in metas)]
+    fig, axes = plt.subplots(1, 1 + len(roles), figsize=(3.2 * (1 + len(roles)), 2.8), squeeze=False)
+    series = [("whole example", [m["n_tokens"] for m in metas])] + \
+        [(r, [m["tokens_per_role"].get(r, 0) for m in metas]) for r in roles]
+    for ax, (name, values) in zip(axes[0], series):
+        ax.hist(values, bins=40, color="#2980b9")
+        ax.set_title(f"{name} (tokens)", fontsize=9)
+        ax.set_yscale("log")
+        if name == "whole example":
+            ax.axvline(max_seq_length, color="#c0392b", linestyle="--", label="max_seq_length")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def token_findings(result: AuditResult, max_seq_length: int) -> list[tuple]:
+    metas = _token_metas(result)
+    if not metas:
+        return []
+    counts = [m["n_tokens"] for m in metas]
+    too_long = sum(1 for c in counts if c > max_seq_length)
+    suggested = suggest_max_seq_length(counts)
+    out = []
+    if too_long:
+        out.append(("warning", "data.too_long", f"{too_long:,} examples ({_pct(too_long, len(counts))}) exceed "
+                    f"max_seq_length {max_seq_length:,} tokens and would be truncated.",
+                    f"Raise data.max_seq_length to {suggested:,} (covers 99 % of examples) or drop them."))
+    else:
+        out.append(("info", "data.lengths", f"Every example fits max_seq_length {max_seq_length:,}; the longest has "
+                    f"{max(counts):,} tokens, 99 % have at most {suggested:,}.", ""))
+    label_errors = sum(1 for i in result.issues if i.code in ("labels.empty", "labels.no_end_of_turn"))
+    out.append(("blocking" if label_errors and label_errors >= 0.5 * (len(metas) + label_errors) else
+                ("warning" if label_errors else "info"), "data.label_coverage",
+                f"Label coverage: {len(metas):,} examples train on their answers including the end-of-turn token; "
+                f"{label_errors:,} would train on nothing or never learn to stop.",
+                "Check the chat template and the assistant turns of the flagged lines." if label_errors else ""))
+    return out
+
+
+# -- 6. labels and consistency --------------------------------------------------------------------------------
+
+def label_figure(result: AuditResult, top: int = 30):
+    import matplotlib.pyplot as plt
+
+    counts = result.stats["labels"].get("counts", {})
+    items = list(counts.items())[:top]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(items) + 1)))
+    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#16a085")
+    ax.set_xlabel("examples")
+    ax.set_title("Label distribution" + (f" (top {top} of {len(counts)})" if len(counts) > top else ""))
+    fig.tight_layout()
+    return fig
+
+
+def consistency_findings(result: AuditResult, config) -> list[tuple]:
+    s = result.stats
+    out = []
+    labels = s["labels"]
+    if labels.get("n_labels"):
+        ratio = labels["imbalance_ratio"]
+        sev = "warning" if ratio >= 10 else "info"
+        out.append((sev, "data.imbalance", f"{labels['n_labels']} labels; the largest ('{labels['largest']}', "
+                    f"{labels['counts'][labels['largest']]}) is {ratio}x the smallest ('{labels['smallest']}', "
+                    f"{labels['counts'][labels['smallest']]}).",
+                    "Collect more examples of the rare labels, or report per-class metrics." if sev == "warning" else ""))
+    elif config.task.type == "classification" or config.task.label_field:
+        out.append(("warning", "data.no_labels", "No labels could be derived, so splits are not stratified.",
+                    "Check task.label_field / the answers."))
+    sp = s["system_prompts"]
+    if sp["distinct"] > 1:
+        out.append(("warning" if sp["distinct"] > 5 else "info", "data.system_prompts",
+                    f"{sp['distinct']} distinct system prompts; the most common is used in "
+                    f"{sp['top'][0]['count']:,} examples.", "Use one system prompt (task.system_prompt) everywhere "
+                    "unless the variation is intended."))
+    scripts = s.get("scripts", {})
+    if len(scripts) > 1:
+        main = next(iter(scripts))
+        out.append(("info", "data.scripts", f"Scripts: " + ", ".join(f"{k} {v}" for k, v in scripts.items()) +
+                    f"; {main} dominates.", ""))
+    answers = s["answer_chars"]
+    out.append(("info", "data.answer_lengths", f"Answers have a median of {answers['p50']:.0f} characters "
+                f"(90 % at most {answers['p90']:.0f}, longest {answers['max']:,}).", ""))
+    return out
+
+
+# -- 7. splits, data card, cost -----------------------------------------------------------------------------------
+
+def write_outputs(run, result: AuditResult, verdict: str) -> dict:
+    """train/validation/test.jsonl, issues.csv, stats.json and data_card.md into the run folder."""
+    from ftkit.data.datacard import render_data_card
+    from ftkit.fsutil import atomic_write_text
+
+    paths = result.write_outputs(run.run_dir)
+    c = run.config
+    card = render_data_card(result.stats, {
+        "client": c.client.name or run.engagement.slug, "objective": c.objective, "task_type": c.task.type,
+        "files": [Path(f.path).name for f in result.files], "frameworks": c.compliance.frameworks,
+        "redact_pii": c.data.redact_pii, "verdict": verdict})
+    paths["data_card.md"] = atomic_write_text(run.run_dir / "data_card.md", card)
+    return paths
+
+
+def splits_table(result: AuditResult) -> list[dict]:
+    by = Counter((result.splits[i], result.metas[i].get("label")) for i in result.splits)
+    labels = sorted({lab for _, lab in by}, key=str)
+    rows = []
+    for lab in labels[:40]:
+        rows.append({"label": "(none)" if lab is None else lab,
+                     **{name: by.get((name, lab), 0) for name in ("train", "validation", "test")}})
+    rows.append({"label": "total", **{name: sum(v for (n, _), v in by.items() if n == name)
+                                     for name in ("train", "validation", "test")}})
+    return rows
+
+
+def splits_findings(result: AuditResult) -> list[tuple]:
+    c = result.split_counts()
+    train, val, test = c.get("train", 0), c.get("validation", 0), c.get("test", 0)
+    return [("info", "data.splits", f"Splits: {train:,} train, {val:,} validation, {test:,} test (seeded, stratified by "
+             f"label where there is one, near-duplicate groups kept together).", "")]
+
+
+def cost_estimate(result: AuditResult, config) -> dict:
+    """Managed fine-tuning and self-hosted estimates for the training split."""
+    from ftkit.data.cost import cost_summary, load_prices
+
+    train_tokens = [result.metas[i]["n_tokens"] for i, s in result.splits.items()
+                    if s == "train" and result.metas[i].get("n_tokens") is not None]
+    params = config.suitability.base_model_params_b * 1e9 or _params_of(config)
+    return cost_summary(train_tokens, params, config.training.epochs, load_prices())
+
+
+def _params_of(config) -> float:
+    try:
+        from ftkit.data.cost import params_from_config
+        from ftkit.fsutil import read_json
+        from ftkit.models.resolve import resolve_model
+
+        source = resolve_model(config.base_model.id, config.base_model.revision)
+        return params_from_config(read_json(Path(source.path) / "config.json"))
+    except Exception:  # noqa: BLE001 - the estimate is optional; the table then shows managed prices only
+        return 0.0
+
+
+def cost_table(cost: dict) -> list[dict]:
+    rows = [{"option": f"{r['provider']}: {r['model']}", "epochs": r["epochs"], "billed tokens": r["billed_tokens"],
+             "USD": r["usd"], "price date": r["as_of"]} for r in cost["managed"]]
+    rows += [{"option": f"self-hosted {r['gpu']}", "epochs": "", "billed tokens": "", "USD": r["usd"],
+              "price date": r["as_of"]} for r in cost["self_hosted"]]
+    return rows
+
+
+def cost_findings(cost: dict) -> list[tuple]:
+    if not cost["managed"]:
+        return []
+    cheap, dear = cost["managed"][0], cost["managed"][-1]
+    out = [("info", "data.cost", f"Managed fine-tuning of {cost['training_tokens_per_epoch']:,} tokens per epoch: "
+            f"${cheap['usd']:,} ({cheap['provider']} {cheap['model']}, {cheap['epochs']} epochs) to ${dear['usd']:,} "
+            f"({dear['provider']} {dear['model']}); prices as of {cost['prices_as_of']}.", "")]
+    if cost["prices_stale"]:
+        out.append(("warning", "data.prices_stale", f"The price table is {cost['prices_age_days']} days old.",
+                    "Update templates/prices.yaml from the sources listed in it before quoting costs."))
+    return out
+
+
+# -- verdict ----------------------------------------------------------------------------------------------------
+
+def verdict(result: AuditResult, config, findings) -> dict:
+    """ready / ready_with_warnings / blocked, with the blocking reasons (from the blocking findings and counts)."""
+    reasons = [f.message for f in findings if f.severity == "blocking"]
+    c = result.split_counts()
+    n_train = c.get("train", 0)
+    if n_train + c.get("validation", 0) < config.data.min_examples:
+        reasons.append(f"only {n_train + c.get('validation', 0):,} usable training examples; data.min_examples is "
+                       f"{config.data.min_examples:,}")
+    if not c.get("test"):
+        reasons.append("the test split is empty, so nothing can be evaluated")
+    warned = any(f.severity == "warning" for f in findings)
+    name = "blocked" if reasons else ("ready_with_warnings" if warned else "ready")
+    return {"verdict": name, "blocking_reasons": reasons}

@@ -1,0 +1,301 @@
+"""PII and secrets detection: e-mail, phone, Luhn-valid cards, mod-97-valid IBANs, national-ID-like numbers,
+IP addresses and credential/API-key-like strings.
+
+Detectors are a registry: ``kind -> Detector(prefilter, pattern, validator, masker)``. The prefilter is a
+cheap C-level test (``'@' in text``) that skips the regex for the ~99 % of texts that cannot match: an
+unanchored e-mail regex costs ~50 µs on a 500-character text, the substring test ~0.1 µs.
+
+Nothing here ever returns or stores a raw value: hits carry offsets and a *masked* form, and
+:func:`masked_excerpt` masks every hit inside the excerpt window, so an issue row can be shown to anyone.
+
+>>> [(h.kind, h.masked) for h in find_pii("mail jane.doe@example.com or call +44 20 7946 0958")]
+[('email', 'j***@e***.com'), ('phone', '+** ** **** **58')]
+>>> redact("card 4111 1111 1111 1111 please")
+'card [CARD] please'
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+_DIGITS = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class PiiHit:
+    kind: str
+    start: int  # character offsets into the scanned text
+    end: int
+    masked: str
+
+
+@dataclass(frozen=True)
+class Detector:
+    kind: str
+    prefilter: Callable[[str], bool]
+    pattern: re.Pattern
+    validate: Callable[[str], bool]
+    mask: Callable[[str], str]
+    placeholder: str
+    margin: int | None = None  # run only around digit runs, this many characters either side (None: whole text)
+
+
+# Numbers worth a closer look: a digit, 6+ digits/separators, a digit. Scanning for these once (~10 ns/char)
+# and running the number detectors only around them is ~5x cheaper than running each detector on all text.
+_DIGIT_RUN = re.compile(r"[0-9][0-9 ().+-]{6,}[0-9]")
+_IP_HINT = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-fA-F]:[0-9a-fA-F]{1,4}:")
+_KEY_HINTS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_", "PRIVATE KEY", "eyJ")
+_SECRET_HINTS = ("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey", "access_token", "access-token")
+
+
+# -- validators ------------------------------------------------------------------------------------------
+
+def luhn_valid(number: str) -> bool:
+    """Luhn checksum of the digits in ``number`` (13-19 digits, as payment cards have).
+
+    >>> luhn_valid("4111 1111 1111 1111"), luhn_valid("4111 1111 1111 1112")
+    (True, False)
+    """
+    digits = [int(c) for c in number if c.isdigit()]
+    if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:  # 0000... passes Luhn but is no card
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(text: str) -> bool:
+    """ISO 13616 check: move the first 4 characters to the end, letters -> 10..35, the number mod 97 == 1.
+
+    >>> iban_valid("GB82 WEST 1234 5698 7654 32"), iban_valid("GB82 WEST 1234 5698 7654 33")
+    (True, False)
+    """
+    iban = text.replace(" ", "").upper()
+    if not 15 <= len(iban) <= 34 or not iban[:2].isalpha() or not iban[2:4].isdigit():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _phone_valid(text: str) -> bool:
+    """E.164 length (8-15 digits with '+', 10-11 without). The pattern already demands a phone layout:
+    '+' and a country code, North American (555) 123-4567, or a national number with trunk prefix 0."""
+    digits = sum(c.isdigit() for c in text)
+    return 8 <= digits <= 15 if text.startswith("+") else 10 <= digits <= 11
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+# -- maskers: keep just enough to recognise the value in the client's own file -------------------------------
+
+def _mask_email(value: str) -> str:
+    local, _, domain = value.partition("@")
+    host, _, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{host[:1]}***.{tld}"
+
+
+def _mask_digits_keep_last(keep: int) -> Callable[[str], str]:
+    def mask(value: str) -> str:
+        n_digits = sum(c.isdigit() for c in value)
+        seen, out = 0, []
+        for c in value:
+            if c.isdigit():
+                seen += 1
+                out.append(c if seen > n_digits - keep else "*")
+            else:
+                out.append(c)
+        return "".join(out)
+    return mask
+
+
+def _mask_iban(value: str) -> str:
+    compact = value.replace(" ", "")
+    return compact[:2] + "*" * (len(compact) - 6) + compact[-4:]
+
+
+def _mask_ip(value: str) -> str:
+    if ":" in value:
+        return value.split(":", 1)[0] + ":****"
+    return value.split(".", 1)[0] + ".*.*.*"
+
+
+def _mask_secret(value: str) -> str:
+    return f"{value[:3]}…({len(value)} chars)"
+
+
+def _mask_national_id(value: str) -> str:
+    return re.sub(r"[A-Za-z0-9]", "*", value[:-2]) + value[-2:]
+
+
+# -- the registry -------------------------------------------------------------------------------------------
+
+def _has_digit(text: str) -> bool:
+    return _DIGITS.search(text) is not None
+
+
+_PLACEHOLDER_WORDS = ("your", "example", "xxx", "***", "<", ">", "$", "{", "}", "(", ")", "[", "env", "process.",
+                      "os.", "password", "secret", "changeme", "dummy", "string", "test", "sample", "placeholder")
+
+
+def _secret_value_valid(text: str) -> bool:
+    """A 'password: VALUE' hit counts only when VALUE looks like a real secret: letters and digits (or symbols),
+    8+ characters, and no placeholder wording ('your_password', '${PASS}', 'String!')."""
+    value = re.split(r"[:=]\s*[\"']?", text, maxsplit=1)[-1]
+    lower = value.lower()
+    if len(value) < 8 or any(w in lower for w in _PLACEHOLDER_WORDS):
+        return False
+    has_alpha, has_other = any(c.isalpha() for c in value), any(not c.isalpha() for c in value)
+    return has_alpha and has_other
+
+
+_RESERVED_IP = re.compile(r"^(?:127\.|0\.|255\.|192\.0\.2\.|198\.51\.100\.|203\.0\.113\.|8\.8\.8\.8$|8\.8\.4\.4$"
+                          r"|1\.1\.1\.1$|1\.0\.0\.1$|9\.9\.9\.9$)")
+
+
+def _ip_valid(text: str) -> bool:
+    """Loopback, unspecified, netmasks, documentation ranges and public DNS resolvers identify nobody."""
+    return ":" in text or not _RESERVED_IP.match(text)
+
+
+_CARD_GROUPS = re.compile(r"^[2-6]\d{12,18}$|^[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?$|^3\d{3}([ -])\d{6}\2\d{5}$")
+
+
+def _card_valid(text: str) -> bool:
+    """Card layout (continuous, 4-4-4-4[-n] or Amex 4-6-5, issuer digit 2-6) and the Luhn checksum."""
+    return bool(_CARD_GROUPS.match(text)) and luhn_valid(text)
+
+
+DETECTORS: dict[str, Detector] = {d.kind: d for d in (
+    Detector("email", lambda t: "@" in t,
+             re.compile(r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"),
+             _always, _mask_email, "[EMAIL]"),
+    Detector("api_key", lambda t: any(h in t for h in _KEY_HINTS),
+             re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b"
+                        r"|\bgithub_pat_[A-Za-z0-9_]{40,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b"
+                        r"|\bhf_[A-Za-z0-9]{30,}\b|-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"
+                        r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+             _always, _mask_secret, "[API_KEY]"),
+    Detector("credential", lambda t: any(h in t.lower() for h in _SECRET_HINTS),
+             re.compile(r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"),
+             _secret_value_valid, _mask_secret, "[SECRET]"),
+    Detector("iban", _has_digit, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
+             margin=24),
+    Detector("card", _has_digit, re.compile(r"(?<![\d/.,-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
+             _mask_digits_keep_last(4), "[CARD]", margin=4),
+    Detector("national_id", _has_digit,
+             re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b(?!\s*=)"  # US SSN with dashes
+                        r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),  # UK NI number
+             _always, _mask_national_id, "[NATIONAL_ID]", margin=6),
+    Detector("ip", lambda t: _IP_HINT.search(t) is not None,
+             re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|[\w-])"
+                        r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
+             _ip_valid, _mask_ip, "[IP]"),
+    Detector("phone", _has_digit,
+             re.compile(r"(?<![\w+=<>*/.-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,6}){1,4}"
+                        r"|(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}"  # North American
+                        r"|0\d{2,4} \d{3,4} \d{3,4})(?![\w-]|\s*[=*/+<>-]\s*\d)"),  # national, trunk prefix 0
+             _phone_valid, _mask_digits_keep_last(2), "[PHONE]", margin=8),
+)}
+
+
+def _windows(text: str, runs: list[tuple[int, int]], margin: int) -> list[tuple[int, int]]:
+    """Merged [start, end) windows of ``margin`` characters around each digit run."""
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        a, b = max(0, a - margin), min(len(text), b + margin)
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _matches(det: Detector, text: str, runs: list[tuple[int, int]] | None):
+    if det.margin is None:
+        yield from det.pattern.finditer(text)
+        return
+    for a, b in _windows(text, runs or [], det.margin):
+        for m in det.pattern.finditer(text, a, b):
+            yield m
+
+
+def find_pii(text: str, kinds: tuple[str, ...] | None = None) -> list[PiiHit]:
+    """All validated hits in ``text``, earliest first; a span claimed by an earlier detector is not re-reported
+    (a card number is not also a phone number). Short texts are cached: system prompts and stock phrases repeat
+    in nearly every record."""
+    if len(text) <= 4096:
+        return list(_find_pii_cached(text, kinds))
+    return _find_pii(text, kinds)
+
+
+@lru_cache(maxsize=4096)
+def _find_pii_cached(text: str, kinds: tuple[str, ...] | None) -> tuple[PiiHit, ...]:
+    return tuple(_find_pii(text, kinds))
+
+
+def _find_pii(text: str, kinds: tuple[str, ...] | None = None) -> list[PiiHit]:
+    hits: list[PiiHit] = []
+    taken: list[tuple[int, int]] = []
+    runs = None
+    for kind, det in DETECTORS.items():
+        if (kinds and kind not in kinds) or not det.prefilter(text):
+            continue
+        if det.margin is not None and runs is None:
+            runs = [m.span() for m in _DIGIT_RUN.finditer(text)]
+        for match in _matches(det, text, runs):
+            start, end = match.span()
+            value = match.group()
+            if any(s < end and start < e for s, e in taken) or not det.validate(value):
+                continue
+            taken.append((start, end))
+            hits.append(PiiHit(kind, start, end, det.mask(value)))
+    hits.sort(key=lambda h: h.start)
+    return hits
+
+
+def redact(text: str, hits: list[PiiHit] | None = None) -> str:
+    """``text`` with every hit replaced by a placeholder such as ``[EMAIL]``."""
+    hits = find_pii(text) if hits is None else hits
+    out, pos = [], 0
+    for hit in hits:
+        out.append(text[pos:hit.start])
+        out.append(DETECTORS[hit.kind].placeholder)
+        pos = hit.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:
+    """Up to ``width`` characters of ``text`` around ``start``, on one line, with every PII hit masked.
+
+    Hits are found in a margin of 200 characters around the window, so a value cut by the window's edge is
+    still recognised (and masked whole) rather than leaking as an unrecognisable fragment.
+
+    >>> masked_excerpt("Contact: jane.doe@example.com, thanks")
+    'Contact: j***@e***.com, thanks'
+    """
+    lo = max(0, start - width // 4)
+    hi = lo + width
+    margin_lo = max(0, lo - 200)
+    region = text[margin_lo:hi + 200]
+    out, pos = [], lo - margin_lo
+    end = hi - margin_lo
+    for hit in find_pii(region):
+        if hit.end <= pos or hit.start >= end:
+            continue
+        out.append(region[pos:max(pos, hit.start)])
+        out.append(hit.masked)
+        pos = hit.end
+    out.append(region[pos:end] if pos < end else "")
+    flat = " ".join("".join(out).split())
+    return ("…" if lo else "") + flat + ("…" if len(text) > hi else "")

@@ -1,0 +1,337 @@
+"""Reading client files safely: sniff the container, then stream records with bounded memory.
+
+Containers: JSONL (one JSON value per line), a JSON array (streamed element by element, also when it is
+minified onto one line), and CSV/TSV (header row + rows). UTF-8 with or without BOM, LF or CRLF.
+
+Memory is bounded by ``MAX_RECORD_BYTES`` per record whatever the file: lines are read with
+``readline(limit)`` and an over-long line is skipped in 1 MiB pieces; JSON arrays are decoded element by
+element from a sliding buffer. Pathological files (0 bytes, binary, UTF-16, one JSON object instead of a
+list) raise :class:`FileProblem` with a code from the checks registry and a message that says what to do.
+
+A record's ``line`` is its 1-based physical line (JSONL, CSV: the row's first line) or its 1-based index in
+a JSON array.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ftkit.errors import DataError
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # 4 MiB: ~1M tokens, far beyond any context window
+SNIFF_BYTES = 64 * 1024
+WHOLE_OBJECT_LIMIT = 64 * 1024 * 1024  # a pretty-printed single JSON object up to this size is parsed to explain it
+_CHUNK = 1 << 20
+
+_MAGIC = {  # first bytes of common non-text exports, with what to do instead
+    b"\x1f\x8b": "a gzip archive: decompress it first",
+    b"PK\x03\x04": "a ZIP container (also .xlsx/.docx): export the sheet as CSV or the data as JSONL",
+    b"%PDF": "a PDF document: extract the records into JSONL or CSV",
+    b"PAR1": "a Parquet file: convert it, e.g. pandas.read_parquet(...).to_json(lines=True, orient='records')",
+    b"SQLite format 3\x00": "an SQLite database: export the table as CSV or JSONL",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls/.doc): export as CSV",
+    b"BZh": "a bzip2 archive: decompress it first",
+    b"\x28\xb5\x2f\xfd": "a zstd archive: decompress it first",
+}
+
+
+class FileProblem(DataError):
+    """The file as a whole cannot be read as records. ``code`` is a registry check code (``file.*``)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class RawItem:
+    """One record as read: ``data`` is the raw line (bytes, JSONL), a decoded value (JSON array) or a row
+    dict (CSV). ``problem`` is set instead when the record itself could not be read (code, message)."""
+
+    line: int
+    data: Any = None
+    problem: tuple[str, str] | None = None
+
+
+@dataclass
+class Sniff:
+    container: str  # "jsonl" | "json_array" | "csv"
+    has_bom: bool
+    delimiter: str = ","
+
+
+def sniff(path: Path, fmt: str = "auto") -> Sniff:
+    """Decide how to read ``path`` from its first 64 KiB; raise FileProblem for unreadable files."""
+    if not path.is_file():
+        raise FileProblem("file.not_found", f"{path}: no such file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise FileProblem("file.empty", f"{path} is empty (0 bytes): export the data again.")
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    _refuse_binary(path, head)
+    has_bom = head.startswith(codecs.BOM_UTF8)
+    text = head[3:] if has_bom else head
+    stripped = text.lstrip()
+    if not stripped:
+        raise FileProblem("file.empty", f"{path} contains only whitespace: there are no records in it.")
+    first = stripped[:1]
+    if fmt == "csv" or path.suffix.lower() in (".csv", ".tsv"):
+        first_line = text.split(b"\n", 1)[0]
+        delimiter = "\t" if path.suffix.lower() == ".tsv" or first_line.count(b"\t") > first_line.count(b",") else ","
+        return Sniff("csv", has_bom, delimiter)
+    if first == b"[":
+        return Sniff("json_array", has_bom)
+    if first == b"{":
+        return Sniff("jsonl", has_bom)
+    raise FileProblem("file.unknown_format",
+                      f"{path} starts with {stripped[:20].decode('utf-8', 'replace')!r}, not '{{' (JSONL) or '[' (JSON array), "
+                      f"and is not named .csv/.tsv. Export it as JSONL, a JSON array or CSV, or pass --format csv.")
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise FileProblem("file.binary", f"{path} is {what}.")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (len(head) > 3 and head[1:2] == b"\x00" and head[3:4] == b"\x00"):
+        raise FileProblem("file.encoding", f"{path} is UTF-16 encoded; re-save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`).")
+    nul = head.find(b"\x00")
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    if nul >= 0 or controls > 0.1 * len(head):
+        where = f"a NUL byte at offset {nul}" if nul >= 0 else f"{controls} control bytes in the first {len(head)}"
+        raise FileProblem("file.binary", f"{path} looks binary ({where}), not text. Export the data as UTF-8 JSONL, JSON or CSV.")
+    bad = len(head) - len(head.decode("utf-8", "ignore").encode("utf-8"))
+    if bad > max(8, 0.05 * len(head)):
+        raise FileProblem("file.binary", f"{path} is not UTF-8 text ({bad} undecodable bytes in the first {len(head)}): "
+                                         f"re-export it as UTF-8 (it may be Latin-1/Windows-1252 or binary).")
+
+
+def iter_items(path: Path, info: Sniff) -> Iterator[RawItem]:
+    """Stream the records of ``path``; the reader for ``info.container``."""
+    return _READERS[info.container](path, info)
+
+
+# -- JSONL ------------------------------------------------------------------------------------------------
+
+def _iter_lines(handle) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, line bytes or None if too long, length in bytes) for every line, with bounded memory."""
+    line_no = 0
+    while True:
+        chunk = handle.readline(MAX_RECORD_BYTES + 1)
+        if not chunk:
+            return
+        line_no += 1
+        if len(chunk) > MAX_RECORD_BYTES and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            while True:  # skip the rest of this line in 1 MiB pieces
+                rest = handle.readline(_CHUNK)
+                size += len(rest)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line_no, None, size
+            continue
+        yield line_no, chunk, len(chunk)
+
+
+def _read_jsonl(path: Path, info: Sniff) -> Iterator[RawItem]:
+    with open(path, "rb") as handle:
+        if info.has_bom:
+            handle.read(3)
+        for line_no, chunk, size in _iter_lines(handle):
+            if chunk is None:
+                yield RawItem(line_no, problem=("record.too_large", _too_large(line_no, size)))
+            elif chunk.strip():
+                yield RawItem(line_no, chunk)
+
+
+def _too_large(line_no: int, size: int) -> str:
+    return (f"line {line_no} is {size / 1e6:.1f} MB long (limit {MAX_RECORD_BYTES // (1024 * 1024)} MiB per record); "
+            f"no training example is this large: is it a whole JSON document written on one line, or a file "
+            f"without line breaks?")
+
+
+def decode_json_line(raw: bytes, line_no: int) -> tuple[Any, tuple[str, str] | None]:
+    """Decode one JSONL line into a value, or return a (code, message) problem naming the fix."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return None, ("encoding.invalid_utf8",
+                      f"line {line_no}: byte 0x{raw[err.start]:02x} at column {err.start + 1} is not UTF-8; "
+                      f"re-export the file as UTF-8")
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        return None, ("json.invalid", f"line {line_no}, column {err.colno}: invalid JSON ({err.msg})")
+    except RecursionError:
+        return None, ("json.invalid", f"line {line_no}: JSON nested too deeply to read")
+
+
+# -- JSON array -------------------------------------------------------------------------------------------
+
+def _read_json_array(path: Path, info: Sniff) -> Iterator[RawItem]:
+    """Decode a JSON array element by element from a sliding text buffer (works on minified one-line files)."""
+    decoder = json.JSONDecoder()
+    incremental = codecs.getincrementaldecoder("utf-8-sig")()
+    buf, pos, eof, index = "", 0, False, 0
+    with open(path, "rb") as handle:
+
+        def fill() -> bool:
+            nonlocal buf, pos, eof
+            raw = handle.read(_CHUNK)
+            try:
+                text = incremental.decode(raw, final=not raw)
+            except UnicodeDecodeError as err:
+                raise FileProblem("encoding.invalid_utf8", f"{path}: invalid UTF-8 near byte "
+                                  f"{handle.tell() - len(raw) + err.start} (record {index + 1}); re-export the file as UTF-8.")
+            buf, pos = buf[pos:] + text, 0
+            eof = not raw
+            return bool(text)
+
+        def skip_ws() -> str:
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return buf[pos:pos + 1]
+                fill()
+
+        fill()
+        if skip_ws() != "[":
+            raise FileProblem("file.invalid_json", f"{path}: expected '[' at the start of a JSON array.")
+        pos += 1
+        while True:
+            ch = skip_ws()
+            if ch == "]":
+                pos += 1
+                break
+            if not ch:
+                raise FileProblem("file.invalid_json", f"{path}: the JSON array ends after record {index} without its "
+                                  f"closing ']' (the file is truncated); re-export it.")
+            if index and ch == ",":
+                pos += 1
+                skip_ws()
+            value = _decode_element(decoder, path, index + 1, lambda: (buf, pos, eof), fill)
+            obj, end = value
+            index += 1
+            pos = end
+            yield RawItem(index, obj)
+            ch = skip_ws()
+            if ch not in (",", "]"):
+                raise FileProblem("file.invalid_json", f"{path}: expected ',' or ']' after record {index}, found {ch!r}; "
+                                  f"fix the JSON there.")
+        if skip_ws():
+            raise FileProblem("file.trailing_data", f"{path}: there is data after the closing ']' of the JSON array; remove it.")
+
+
+def _decode_element(decoder, path, number, state, fill):
+    """raw_decode one element; read more text while it is cut off by the buffer's end (bounded).
+
+    A cut-off element fails differently once more text is there; a broken one fails the same way again
+    (same message, same offset from the element's start), which is when we give up and say where.
+    """
+    last_error = None
+    while True:
+        buf, pos, eof = state()
+        try:
+            obj, end = decoder.raw_decode(buf, pos)
+            if end < len(buf) or eof:
+                return obj, end
+        except json.JSONDecodeError as err:
+            signature = (err.msg, err.pos - pos)
+            if eof or signature == last_error:
+                raise FileProblem("file.invalid_json", f"{path}: record {number} is not valid JSON ({err.msg}, "
+                                  f"{err.pos - pos} characters into the record); fix it there.") from None
+            last_error = signature
+        except RecursionError:
+            raise FileProblem("file.invalid_json", f"{path}: record {number} is nested too deeply to read.") from None
+        if len(buf) - pos > MAX_RECORD_BYTES:
+            raise FileProblem("record.too_large", f"{path}: record {number} is larger than "
+                              f"{MAX_RECORD_BYTES // (1024 * 1024)} MiB; no training example is this large.")
+        fill()
+
+
+# -- CSV / TSV --------------------------------------------------------------------------------------------
+
+def _read_csv(path: Path, info: Sniff) -> Iterator[RawItem]:
+    """Rows as {header: value} dicts. Lines are decoded one by one so a bad byte costs one row, not the file."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))
+    bad_lines: dict[int, str] = {}
+    line_counter = [0]
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as handle:
+            if info.has_bom:
+                handle.read(3)
+            for line_no, chunk, size in _iter_lines(handle):
+                line_counter[0] = line_no
+                if chunk is None:
+                    bad_lines[line_no] = _too_large(line_no, size)
+                    yield "\n"
+                    continue
+                try:
+                    yield chunk.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    bad_lines[line_no] = f"line {line_no}: byte 0x{chunk[err.start]:02x} is not UTF-8; re-export as UTF-8"
+                    yield chunk.decode("utf-8", "replace")
+
+    reader = csv.reader(lines(), delimiter=info.delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [h.strip() for h in header]
+    start = reader.line_num + 1
+    try:
+        for row in reader:
+            line_no, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            bad = next((bad_lines.pop(n) for n in range(line_no, start) if n in bad_lines), None)
+            if bad:
+                code = "record.too_large" if "MiB" in bad else "encoding.invalid_utf8"
+                yield RawItem(line_no, problem=(code, bad))
+                continue
+            if len(row) != len(header):
+                yield RawItem(line_no, problem=("record.bad_type", f"line {line_no}: {len(row)} fields, the header has "
+                                                f"{len(header)}; check quoting of commas and line breaks in this row"))
+                continue
+            yield RawItem(line_no, dict(zip(header, row)))
+    except csv.Error as err:
+        raise FileProblem("file.invalid_json", f"{path}: CSV cannot be parsed at line {reader.line_num}: {err}; "
+                          f"check the quoting there.") from None
+
+
+_READERS = {"jsonl": _read_jsonl, "json_array": _read_json_array, "csv": _read_csv}
+
+
+def explain_single_object(path: Path) -> FileProblem | None:
+    """If ``path`` is one (pretty-printed) JSON object rather than records, a FileProblem explaining it."""
+    if path.stat().st_size > WHOLE_OBJECT_LIMIT:
+        return None
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            obj = json.load(handle)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return not_a_list_problem(path, obj)
+
+
+def not_a_list_problem(path: Path, obj: dict) -> FileProblem:
+    keys = list(obj)[:8]
+    lists = [k for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+    hint = (f"The records look like the list under '{lists[0]}' ({len(obj[lists[0]])} items): save that list as a "
+            f"JSON array or as JSONL (one object per line)." if lists else
+            "Save the records as a JSON array [...] or as JSONL (one object per line).")
+    return FileProblem("file.not_a_list", f"{path} holds one JSON object (keys: {', '.join(map(str, keys))}), "
+                                          f"not a list of records. {hint}")
+
+
+__all__ = ["FileProblem", "RawItem", "Sniff", "sniff", "iter_items", "decode_json_line", "explain_single_object",
+           "not_a_list_problem", "MAX_RECORD_BYTES"]

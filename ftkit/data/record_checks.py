@@ -1,0 +1,235 @@
+"""Per-example checks on normalised chat messages: role order, empty texts, content quality, task answers.
+
+Each check is a small function registered in ``RECORD_CHECKS``; it yields ``(code, message, message_index,
+char_offset)`` so the caller can attach a masked excerpt of the offending text. The codes, severities and
+fix hints live in :mod:`ftkit.data.checks`.
+
+>>> msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]
+>>> [c for c, *_ in run_record_checks(msgs, TaskContext())]
+['content.empty_assistant']
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+_PLACEHOLDER = re.compile(r"\{\{\s*[\w.]+\s*\}\}")
+_HTML = re.compile(r"</?(?:div|span|p|br|table|tr|td|a|img|ul|li|ol|h[1-6]|b|i|strong|em|pre|code)\b[^>]{0,200}>"
+                   r"|&(?:nbsp|amp|lt|gt|quot|#\d{2,5});", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class TaskContext:
+    """What the task settings say answers must look like."""
+
+    type: str = "chat"
+    label_field: str = ""
+    labels: tuple[str, ...] = ()
+    json_schema: dict = field(default_factory=dict)
+    control_tokens: tuple[str, ...] = ()  # the tokenizer's special tokens, e.g. ("<|im_start|>", "<|im_end|>")
+
+
+Finding = tuple[str, str, int, int]  # code, message, message index (0-based, -1 = whole record), char offset
+RecordCheck = Callable[[list[dict], TaskContext], Iterator[Finding]]
+
+
+def _check_roles(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    roles = [m["role"] for m in msgs]
+    if "assistant" not in roles:
+        yield "conversation.no_assistant", "no assistant message: nothing to learn from", -1, 0
+        return
+    if roles[-1] != "assistant":
+        yield ("conversation.assistant_not_last", f"the last message is a {roles[-1]} message; the turns after the "
+               f"last answer are never trained", len(roles) - 1, 0)
+    if "system" in roles[1:]:
+        i = roles.index("system", 1)
+        yield "roles.system_not_first", f"message {i + 1} is a system message but not the first", i, 0
+    body = [r for r in roles if r != "system"]
+    if body and body[0] != "user":
+        yield "roles.first_not_user", f"the conversation opens with {_article(body[0])} {body[0]} message", roles.index(body[0]), 0
+    for i in range(1, len(roles)):
+        if roles[i] == roles[i - 1] and roles[i] in ("user", "assistant", "system"):
+            yield "roles.repeated", f"messages {i} and {i + 1} are both {roles[i]} messages", i, 0
+            break
+
+
+def _check_empty(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    for i, m in enumerate(msgs):
+        if m["content"].strip() or m.get("tool_calls"):
+            continue
+        if m["role"] == "assistant":
+            if m.get("weight", 1):
+                yield "content.empty_assistant", f"message {i + 1} (assistant) is empty: the target answer is missing", i, 0
+        else:
+            yield "content.empty", f"message {i + 1} ({m['role']}) is empty or whitespace only", i, 0
+
+
+def _first_match(msgs: list[dict], test: Callable[[str], object]) -> tuple[int, object] | None:
+    for i, m in enumerate(msgs):
+        hit = test(m["content"])
+        if hit:
+            return i, hit
+    return None
+
+
+def _check_content(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    # Prefilters ('{{' in text) keep the regexes off the ~99 % of texts that cannot match.
+    hit = _first_match(msgs, lambda t: "{{" in t and _PLACEHOLDER.search(t))
+    if hit:
+        i, m = hit
+        yield "content.placeholder", f"message {i + 1} contains the unfilled placeholder {m.group()}", i, m.start()
+    hit = _first_match(msgs, lambda t: ("<" in t or "&" in t) and _HTML.search(t))
+    if hit:
+        i, m = hit
+        yield "content.html", f"message {i + 1} contains HTML ({m.group()[:20]})", i, m.start()
+    hit = _first_match(msgs, lambda t: "\ufffd" in t)
+    if hit:
+        i = hit[0]
+        yield "content.mojibake", f"message {i + 1} contains U+FFFD replacement characters", i, msgs[i]["content"].index("\ufffd")
+    hit = _first_match(msgs, lambda t: _CONTROL.search(t))
+    if hit:
+        i, m = hit
+        yield "content.control_chars", f"message {i + 1} contains control character {m.group()!r}", i, m.start()
+    hit = _first_match(msgs, lambda t: t and t.strip() and (t[0].isspace() or t[-1].isspace()))
+    if hit:
+        i = hit[0]
+        yield "content.whitespace", f"message {i + 1} ({msgs[i]['role']}) starts or ends with whitespace", i, 0
+    if task.control_tokens:
+        for i, m in enumerate(msgs):
+            tok = next((t for t in task.control_tokens if t in m["content"]), None)
+            if tok:
+                yield ("content.control_token", f"message {i + 1} contains {tok}, which the tokenizer reads as a "
+                       f"turn boundary", i, m["content"].index(tok))
+                break
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+               "integer": int, "number": (int, float)}
+
+
+def schema_error(value, schema: dict, path: str = "") -> str:
+    """The first violation of a JSON Schema subset (type, enum, const, required, properties,
+    additionalProperties: false, items, minLength/maxLength, minimum/maximum), or ''.
+
+    Why not the jsonschema package: importing it takes ~10 s on a small machine (its format checkers pull in
+    a grammar library), longer than auditing 100k records; answers' schemas use this subset.
+
+    >>> schema_error({"category": "x"}, {"type": "object", "required": ["priority"]})
+    "missing required key 'priority'"
+    >>> schema_error({"p": "urgent"}, {"properties": {"p": {"enum": ["low", "high"]}}})
+    "p: 'urgent' is not one of ['low', 'high']"
+    """
+    where = f"{path}: " if path else ""
+    expected = schema.get("type")
+    if expected:
+        types = expected if isinstance(expected, list) else [expected]
+        ok = any(isinstance(value, _JSON_TYPES.get(t, object)) and not (t in ("integer", "number") and isinstance(value, bool))
+                 for t in types)
+        if not ok:
+            return f"{where}expected {' or '.join(types)}, got {type(value).__name__}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{where}{value!r} is not one of {schema['enum']}"
+    if "const" in schema and value != schema["const"]:
+        return f"{where}{value!r} is not {schema['const']!r}"
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            return f"{where}length {len(value)} outside the allowed range"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            return f"{where}{value} outside the allowed range"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return f"{where}missing required key '{key}'"
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            if key in props:
+                err = schema_error(item, props[key], f"{path}/{key}".lstrip("/"))
+                if err:
+                    return err
+            elif schema.get("additionalProperties") is False:
+                return f"{where}unexpected key '{key}'"
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for n, item in enumerate(value):
+            err = schema_error(item, schema["items"], f"{path}[{n}]")
+            if err:
+                return err
+    return ""
+
+
+def final_answer(msgs: list[dict]) -> tuple[int, dict] | None:
+    """(index, message) of the last assistant message, or None."""
+    for i in range(len(msgs) - 1, -1, -1):
+        if msgs[i]["role"] == "assistant":
+            return i, msgs[i]
+    return None
+
+
+def _check_task(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    answer = final_answer(msgs)
+    if answer is None or not answer[1]["content"].strip():
+        return
+    i, msg = answer
+    if task.type == "structured_output":
+        try:
+            obj = json.loads(msg["content"])
+        except ValueError as err:
+            yield "answer.invalid_json", f"the answer (message {i + 1}) is not valid JSON: {err}", i, 0
+            return
+        if not isinstance(obj, dict):
+            yield "answer.invalid_json", f"the answer (message {i + 1}) is JSON {type(obj).__name__}, not an object", i, 0
+            return
+        if task.label_field and task.label_field not in obj:
+            yield "answer.missing_field", f"the answer has no '{task.label_field}' (task.label_field)", i, 0
+        if task.json_schema:
+            error = schema_error(obj, task.json_schema)
+            if error:
+                yield "answer.schema", f"the answer violates task.json_schema: {error}", i, 0
+    if task.labels:
+        label = derive_label(msgs, task)
+        if label is not None and label not in task.labels:
+            yield "label.unknown", f"label {label!r} is not one of task.labels ({', '.join(task.labels[:8])})", i, 0
+
+
+def derive_label(msgs: list[dict], task: TaskContext, explicit: str | None = None) -> str | None:
+    """The class label of an example: explicit, the JSON answer's ``label_field``, or (classification) the answer.
+
+    >>> derive_label([{"role": "assistant", "content": '{"category": "billing"}'}], TaskContext("structured_output", "category"))
+    'billing'
+    """
+    if explicit is not None:
+        return explicit
+    answer = final_answer(msgs)
+    if answer is None:
+        return None
+    text = answer[1]["content"].strip()
+    if task.label_field:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return None
+        value = obj.get(task.label_field) if isinstance(obj, dict) else None
+        return str(value) if isinstance(value, (str, int, bool)) else None
+    if task.type == "classification":
+        return text or None
+    return None
+
+
+RECORD_CHECKS: dict[str, RecordCheck] = {
+    "roles": _check_roles,
+    "empty": _check_empty,
+    "content": _check_content,
+    "task": _check_task,
+}
+
+
+def run_record_checks(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    for check in RECORD_CHECKS.values():
+        yield from check(msgs, task)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
