@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-launch", action="store_true", help="prepare the working copy and print its path only")
     _root_arg(p)
 
+    p = sub.add_parser("serve", help="OpenAI-compatible UAT endpoint for the fine-tuned model (127.0.0.1)")
+    p.add_argument("client")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    _root_arg(p)
+
+    p = sub.add_parser("monitor", help="drift of a production log against the training data (exit 1 on alert)")
+    p.add_argument("client")
+    p.add_argument("--log", required=True, metavar="FILE", help="JSONL log: one {messages|input, output} per line")
+    _root_arg(p)
+
     data = sub.add_parser("data", help="data tools outside an engagement")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
@@ -163,6 +174,20 @@ def _lab(args) -> int:
     if args.no_launch:
         return 0
     return launch_lab(folder)
+
+
+@command("serve")
+def _serve(args) -> int:
+    from ftkit.deployment.commands import serve_command
+
+    return serve_command(args.client, args.root, port=args.port, host=args.host)
+
+
+@command("monitor")
+def _monitor(args) -> int:
+    from ftkit.deployment.commands import monitor_command
+
+    return monitor_command(args.client, args.root, log=args.log)
 
 
 @command("data")

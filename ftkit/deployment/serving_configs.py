@@ -1,0 +1,221 @@
+"""Serving configurations from the engagement: vLLM (merged, or base + LoRA), Ollama, TGI, plain Python.
+
+Each generator in ``GENERATORS`` renders a jinja2 template from ``templates/serving/`` with one
+:class:`ServingContext` and returns :class:`ServingConfig` rows carrying the file and the exact command to run.
+All of them use the chat template the model was trained and evaluated with (written next to them as
+``chat_template.jinja``) and its end-of-turn stop tokens: template drift between training and serving is the
+usual cause of answers that never stop.
+
+Ollama needs the chat template as a Go template; ``CHAT_FAMILIES`` recognises the common template families
+by their markers and carries the Go form and stop strings of each.
+
+>>> detect_family("{{ '<|im_start|>' + message['role'] }}").name
+'chatml'
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ftkit.fsutil import atomic_write_text
+
+TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.0.1"
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # --max-lora-rank must be one of these
+VLLM_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "int8": "bfloat16", "int4": "bfloat16", "fp32": "float32"}
+# In-flight quantisation flags per engine for int8/int4 (the export itself stays 16-bit).
+QUANTIZATION = {
+    "vllm": {"int8": "--quantization fp8", "int4": "--quantization bitsandbytes"},
+    "tgi": {"int8": "--quantize eetq", "int4": "--quantize bitsandbytes-nf4"},
+}
+
+
+@dataclass(frozen=True)
+class ChatFamily:
+    name: str
+    marker: str  # text that identifies the family in a Jinja chat template
+    go_template: str  # Ollama TEMPLATE
+    stops: tuple[str, ...]
+
+
+CHAT_FAMILIES = (
+    ChatFamily("chatml", "<|im_start|>",
+               "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n",
+               ("<|im_end|>", "<|im_start|>")),
+    ChatFamily("llama3", "<|start_header_id|>",
+               "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>"
+               "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
+               ("<|eot_id|>", "<|start_header_id|>")),
+    ChatFamily("gemma", "<start_of_turn>",
+               "{{- range .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}{{ .Role }}{{ end }}\n"
+               "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n",
+               ("<end_of_turn>",)),
+    ChatFamily("phi3", "<|end|>",
+               "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}<|assistant|>\n",
+               ("<|end|>", "<|user|>", "<|assistant|>")),
+    ChatFamily("mistral", "[INST]",
+               "{{- range .Messages }}{{ if eq .Role \"user\" }}[INST] {{ .Content }}[/INST]"
+               "{{ else if eq .Role \"assistant\" }} {{ .Content }}</s>{{ end }}{{ end }}",
+               ("[INST]", "</s>")),
+)
+
+
+def detect_family(chat_template: str) -> ChatFamily | None:
+    """The first family whose marker appears in the Jinja template; None when none does."""
+    return next((f for f in CHAT_FAMILIES if f.marker in (chat_template or "")), None)
+
+
+@dataclass
+class ServingContext:
+    """Everything the templates need; paths are relative to the deployment run folder (the handover bundle)."""
+
+    client: str
+    model_name: str
+    chat_template: str
+    stop_strings: list[str]
+    system_prompt: str
+    dtype: str  # serving precision: bf16 | fp16 | int8 | int4
+    export_dtype: str  # what the merged export was saved in
+    context_length: int
+    max_input_tokens: int
+    max_tokens: int
+    concurrency: int
+    n_gpus: int
+    gpu_label: str
+    merged_dir: str = ""  # e.g. export/merged; empty when only an adapter is shipped
+    adapter_dir: str = ""  # e.g. export/adapter
+    base: str = ""
+    base_revision: str = ""
+    lora_rank: int = 16
+    chat_template_file: str = "serving/chat_template.jinja"
+    date: str = field(default_factory=lambda: _dt.date.today().isoformat())
+
+    @property
+    def family(self) -> ChatFamily | None:
+        return detect_family(self.chat_template)
+
+    def variables(self, engine: str = "") -> dict:
+        family = self.family
+        rank = next((r for r in VLLM_LORA_RANKS if r >= self.lora_rank), VLLM_LORA_RANKS[-1])
+        return {**asdict(self), "family": family.name if family else "", "go_template": family.go_template if family else "",
+                "lora_rank": rank, "vllm_dtype": VLLM_DTYPE.get(self.dtype, "bfloat16"), "tgi_image": TGI_IMAGE,
+                "quantization": QUANTIZATION.get(engine, {}).get(self.dtype, ""),
+                "chat_template_sha256": hashlib.sha256(self.chat_template.encode("utf-8")).hexdigest()}
+
+
+def context_for(config, model_name: str, export: dict, trained, plan, tokenizer, max_tokens: int,
+                base: dict | None = None) -> ServingContext:
+    """The ServingContext of an engagement: its export, chat template and stops, sizing and settings.
+
+    ``export``: ``ExportResult.to_dict()``; ``trained``: the TrainedModel; ``plan``: the SizingPlan; ``base``:
+    ``describe_model()`` of the base: a hub id is used as is, anything else (a short name, a converted GGUF) by
+    its resolved folder, which must be copied to the serving machine with the adapter.
+    """
+    base = base or {}
+    base_ref = base.get("path") if base.get("kind") not in (None, "hub") else config.base_model.id
+    from ftkit.generation import stop_token_ids
+
+    workload = plan.workload
+    adapter = trained.kind == "adapter"
+    return ServingContext(
+        client=config.client.name or config.client.slug, model_name=model_name,
+        chat_template=tokenizer.chat_template or "",
+        stop_strings=list(dict.fromkeys(tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer)))),
+        system_prompt=config.task.system_prompt, dtype=config.deployment.serving_dtype, export_dtype=export["dtype"],
+        context_length=workload.context_length, max_input_tokens=max(1, workload.context_length - max_tokens),
+        max_tokens=max_tokens, concurrency=workload.concurrency, n_gpus=plan.chosen.n_gpus,
+        gpu_label=plan.chosen.label, merged_dir="export/merged" if export["kind"] in ("merged", "full") else "",
+        adapter_dir="export/adapter" if adapter else "", base=base_ref if adapter else "",
+        base_revision=config.base_model.revision if adapter else "",
+        lora_rank=int(trained.adapter_config().get("r", 16)) if adapter else 16)
+
+
+@dataclass
+class ServingConfig:
+    key: str
+    title: str
+    file: str  # relative to the run folder
+    text: str
+    command: str
+    notes: str = ""
+
+
+def render(template: str, variables: dict) -> str:
+    import jinja2
+
+    from ftkit.resources import templates_dir
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "serving")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    return env.get_template(template).render(**variables)
+
+
+def _vllm(ctx: ServingContext) -> list[ServingConfig]:
+    out = []
+    if ctx.merged_dir:
+        merged = ServingContext(**{**asdict(ctx), "adapter_dir": ""})
+        out.append(ServingConfig("vllm", "vLLM (merged model)", "serving/vllm_merged.sh",
+                                 render("vllm.sh.j2", {**merged.variables("vllm"), "variant": "merged model"}),
+                                 "bash serving/vllm_merged.sh", "OpenAI-compatible on 127.0.0.1:8000; the fastest option."))
+    if ctx.adapter_dir and ctx.base:
+        out.append(ServingConfig("vllm_lora", "vLLM (base + LoRA adapter)", "serving/vllm_lora.sh",
+                                 render("vllm.sh.j2", {**ctx.variables("vllm"), "variant": "base model + LoRA adapter"}),
+                                 "bash serving/vllm_lora.sh",
+                                 "Serves the adapter on the unmodified base: new adapter versions load without "
+                                 "re-exporting, and the previous one stays available for rollback."))
+    return out
+
+
+def _ollama(ctx: ServingContext) -> list[ServingConfig]:
+    variables = ctx.variables("ollama")
+    if not ctx.merged_dir:
+        variables["merged_dir"] = ""
+    note = ("Local/offline use on a laptop or small server." if ctx.family else
+            "This chat template is not a known family: write the Modelfile's TEMPLATE by hand before use.")
+    if ctx.dtype in ("int8", "int4"):
+        note += f" Add `--quantize {'q8_0' if ctx.dtype == 'int8' else 'q4_K_M'}` to `ollama create` for {ctx.dtype}."
+    return [ServingConfig("ollama", "Ollama", "serving/Modelfile", render("Modelfile.j2", variables),
+                          f"ollama create {ctx.model_name} -f serving/Modelfile && ollama run {ctx.model_name}", note)]
+
+
+def _tgi(ctx: ServingContext) -> list[ServingConfig]:
+    if not ctx.merged_dir:
+        return []
+    return [ServingConfig("tgi", "Hugging Face TGI", "serving/tgi.sh", render("tgi.sh.j2", ctx.variables("tgi")),
+                          "bash serving/tgi.sh", f"Docker image pinned to {TGI_IMAGE}; OpenAI-compatible on 127.0.0.1:8080.")]
+
+
+def _python(ctx: ServingContext) -> list[ServingConfig]:
+    return [ServingConfig("python", "Python (transformers)", "serving/inference.py",
+                          render("inference.py.j2", ctx.variables("python")),
+                          'python serving/inference.py "your question"',
+                          "No server: for batch jobs and for checking an answer by hand.")]
+
+
+GENERATORS: dict[str, Callable[[ServingContext], list[ServingConfig]]] = {
+    "vllm": _vllm, "ollama": _ollama, "tgi": _tgi, "python": _python,
+}
+
+
+def generate_configs(ctx: ServingContext, names: list[str] | None = None) -> list[ServingConfig]:
+    """The configs of the named generators (all by default); unknown names list the valid ones."""
+    from ftkit.errors import UsageError
+
+    unknown = [n for n in names or [] if n not in GENERATORS]
+    if unknown:
+        raise UsageError(f"Unknown serving config {unknown[0]!r}; valid: {', '.join(GENERATORS)}")
+    return [c for name in (names or list(GENERATORS)) for c in GENERATORS[name](ctx)]
+
+
+def write_configs(ctx: ServingContext, run_dir: str | Path, configs: list[ServingConfig]) -> dict[str, Path]:
+    """Write every config, the chat template and a README with the commands; returns relative path -> Path."""
+    run_dir = Path(run_dir)
+    written = {ctx.chat_template_file: atomic_write_text(run_dir / ctx.chat_template_file, ctx.chat_template)}
+    for config in configs:
+        written[config.file] = atomic_write_text(run_dir / config.file, config.text)
+    readme = render("README.md.j2", {**ctx.variables(), "configs": configs})
+    written["serving/README.md"] = atomic_write_text(run_dir / "serving" / "README.md", readme)
+    return written

@@ -1,0 +1,169 @@
+"""The deployment plan notebook through the real runner (papermill), then `ftkit monitor` and `ftkit serve`'s
+model choice on its output.
+
+Upstream runs are hand-made in the layout the data audit, training and evaluation phases write (splits,
+``adapter/``, results.json), so this test does not depend on those phases; ``test_tiny_chain_deployment``
+runs the real chain when those notebooks exist.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deploy_helpers import make_adapter, ticket_records
+from ftkit.resources import notebooks_dir
+
+RUN_ID = "20260101T000000Z-abc123"
+
+
+def fake_run(engagement, phase: str, results: dict, files: dict[str, str] | None = None):
+    run_dir = engagement.runs_dir(phase) / RUN_ID
+    run_dir.mkdir(parents=True)
+    for name, text in (files or {}).items():
+        (run_dir / name).write_text(text, encoding="utf-8")
+    payload = {"phase": phase, "run_id": RUN_ID, "headline": {}, "results": {}, "findings": [], "blocks_downstream": "",
+               **results}
+    (run_dir / "results.json").write_text(json.dumps(payload), encoding="utf-8")
+    (run_dir / "status.json").write_text(json.dumps({"status": "succeeded"}), encoding="utf-8")
+    engagement.set_latest(phase, RUN_ID)
+    return run_dir
+
+
+EVALUATION = {"headline": {"verdict": "go", "headline_metric": "label_accuracy", "delta": 0.3},
+              "results": {"metrics": {"label_accuracy": {"fine_tuned": 0.9, "baseline": 0.6, "diff": 0.3,
+                                                         "diff_ci": [0.2, 0.4], "significant": True, "n": 12}}}}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, tiny_model_dir):
+    """An engagement with hand-made upstream runs and one real deployment_plan run."""
+    from ftkit.demo_data import DEMO_SETTINGS
+    from ftkit.intake import create_engagement
+    from ftkit.runner import run_phases
+
+    folder = tmp_path_factory.mktemp("deploy-nb")
+    records = ticket_records(160)
+    data = folder / "tickets.jsonl"
+    data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in records), encoding="utf-8")
+    settings = {**DEMO_SETTINGS, "training.max_seq_length": 256, "deployment.equivalence_prompts": 2}
+    engagement = create_engagement("acme", [data], folder / "engagements", base_model=str(tiny_model_dir),
+                                   settings=settings)
+    split = lambda rows: "".join(json.dumps(r) + "\n" for r in rows)
+    fake_run(engagement, "data_audit", {"headline": {"verdict": "ready"}},
+             {"train.jsonl": split(records[:140]), "validation.jsonl": split(records[140:148]),
+              "test.jsonl": split(records[148:])})
+    training = fake_run(engagement, "training", {"headline": {"method": "lora"}})
+    make_adapter(tiny_model_dir, training / "adapter")
+    fake_run(engagement, "baseline", {"headline": {"model": "tiny"}})
+    fake_run(engagement, "evaluation", EVALUATION)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: tiny matmuls gain nothing from a second thread
+        [outcome] = run_phases(engagement, ["deployment_plan"], {"check_max_new_tokens": 8}, progress=False)
+    assert outcome.succeeded, f"{outcome.status}: {outcome.error} ({outcome.run_dir})"
+    return engagement, outcome.run_dir
+
+
+def test_results_headline_and_findings(deployed):
+    _, run_dir = deployed
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["headline"]["serving"].endswith("bf16") and results["headline"]["monthly_cost_usd"] > 0
+    codes = {f["code"] for f in results["findings"]}
+    assert {"deployment.export_equivalent", "deployment.uat_endpoint", "deployment.sizing", "deployment.cost",
+            "deployment.retraining", "deployment.handover"} <= codes
+    assert results["results"]["export"]["passed"] is True
+    assert [r["status"] for r in results["results"]["uat_smoke_test"]] == [200, 200, 400]
+    assert results["tell_client"] and results["next_steps"]
+
+
+def test_handover_bundle_is_complete_and_hashed(deployed):
+    _, run_dir = deployed
+    for rel in ("export/merged/model.safetensors", "export/merged/README.md", "export/adapter/adapter_config.json",
+                "serving/vllm_merged.sh", "serving/vllm_lora.sh", "serving/Modelfile", "serving/tgi.sh",
+                "serving/inference.py", "serving/chat_template.jinja", "monitoring/reference_stats.json",
+                "monitoring/monitoring_plan.md", "handover.md", "figures/break_even.png"):
+        assert (run_dir / rel).is_file(), rel
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "export/merged/model.safetensors" in manifest["outputs"]
+    assert any(k.endswith("adapter/adapter_model.safetensors") for k in manifest["inputs"])
+    handover = (run_dir / "handover.md").read_text()
+    assert "export/merged/model.safetensors" in handover and "ftkit serve acme" in handover
+
+
+def test_model_card_carries_the_evaluation_metrics(deployed):
+    from huggingface_hub import ModelCard
+
+    _, run_dir = deployed
+    card = ModelCard.load(run_dir / "export" / "merged" / "README.md")
+    [result] = card.data.eval_results
+    assert (result.metric_type, result.metric_value) == ("label_accuracy", 0.9)
+    assert "Test model" in card.text  # the tiny random model is flagged as meaningless
+
+
+def test_monitor_command_on_the_uat_log_and_a_shifted_log(deployed, tmp_path, capsys):
+    from ftkit.cli import main
+
+    engagement, _ = deployed
+    records = ticket_records(160)[:140]
+    same = tmp_path / "same.jsonl"
+    same.write_text("".join(json.dumps({"messages": r["messages"][:-1], "output": r["messages"][-1]["content"]}) + "\n"
+                            for r in records))
+    assert main(["monitor", "acme", "--log", str(same), "--root", str(engagement.root)]) == 0
+    shifted = tmp_path / "shifted.jsonl"
+    shifted.write_text("".join(json.dumps({"input": r["messages"][1]["content"] * 5, "output": '{"category": "billing"}'})
+                               + "\n" for r in records))
+    assert main(["monitor", "acme", "--log", str(shifted), "--root", str(engagement.root)]) == 1
+    out = capsys.readouterr()
+    assert "ALERT" in out.err and "input tokens" in out.err
+    assert len(list((engagement.path / "monitoring").glob("drift-*.json"))) >= 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    assert main(["monitor", "acme", "--log", str(bad), "--root", str(engagement.root)]) == 1
+    assert "line 1: not valid JSON" in capsys.readouterr().err
+
+
+def test_serve_prefers_the_checked_merged_export(deployed):
+    from ftkit.deployment.artefacts import served_model
+
+    engagement, run_dir = deployed
+    served = served_model(engagement)
+    assert served.kind == "full" and served.weights_dir == run_dir / "export" / "merged"
+
+
+def test_ftkit_serve_command_answers_and_stops_on_ctrl_c(deployed):
+    """`ftkit serve` as a real process on a free port: one real request, then Ctrl-C (SIGINT) ends it with 0."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    engagement, _ = deployed
+    proc = subprocess.Popen([sys.executable, "-m", "ftkit.cli", "serve", "acme", "--port", "0", "--root",
+                             str(engagement.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        line = proc.stdout.readline()  # "Serving ... at http://127.0.0.1:PORT/v1 (Ctrl-C to stop)"
+        url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line).group(1)
+        body = json.dumps({"model": "acme-ft", "messages": [{"role": "user", "content": "parcel late"}], "max_tokens": 3})
+        request = urllib.request.Request(url + "/chat/completions", data=body.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["model"] == "acme-ft"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    log = engagement.path / "serving" / "uat_requests.jsonl"
+    assert json.loads(log.read_text().splitlines()[-1])["messages"][0]["content"] == "parcel late"
+
+
+@pytest.mark.skipif(not all((notebooks_dir() / n).is_file() for n in ("04_training.ipynb", "05_evaluation.ipynb")),
+                    reason="the training and evaluation notebooks are not in this checkout yet")
+def test_tiny_chain_deployment(tiny_chain):
+    engagement = tiny_chain.through("deployment_plan")
+    run_dir = engagement.latest_run_dir("deployment_plan")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["headline"]["monthly_cost_usd"] > 0
+    assert results["results"]["export"]["passed"] is True
