@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.resources import sample_data_dir
+from engagement_helpers import fork_notebook, sample_records  # noqa: F401  (re-exported)
 
-# Kernels started by papermill inherit this: keep their thread pools small on 2-core CI machines.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Kernels started by papermill inherit this. One thread per process: tests run on 2 xdist workers on 2 cores,
+# and tiny models spend more time in thread hand-offs than in maths (2 threads measured ~30x slower under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -21,11 +22,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from ftkit.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model(tmp_path_factory.mktemp("ftkit-cache"))
-
-
-def sample_records(n: int | None = None) -> list[dict]:
-    lines = (sample_data_dir() / "support_tickets.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[:n]]
 
 
 @pytest.fixture
@@ -51,21 +47,6 @@ def make_engagement(tmp_path, engagements_root):
         return create_engagement(client, [data], engagements_root, base_model=base_model, settings=merged)
 
     return make
-
-
-def fork_notebook(engagement, phase_folder: str, cells: list[str]) -> Path:
-    """Give an engagement its own version of a phase notebook (how a consultant forks one for a client)."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    params = new_code_cell('engagement_dir: str = "."  # engagement folder\nrun_dir: str = "."  # run folder',
-                           metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[params] + [new_code_cell(c) for c in cells],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    path = engagement.path / "notebooks" / f"{phase_folder}.ipynb"
-    path.parent.mkdir(exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
 
 
 class EngagementChain:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import fork_notebook
+from engagement_helpers import fork_notebook
 from ftkit import audit
 from ftkit.runner import run_phases
 from ftkit.verify import verify_engagement

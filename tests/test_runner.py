@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import fork_notebook
+from engagement_helpers import fork_notebook
 from ftkit.errors import ConfigError, PhaseFailed, UsageError
 from ftkit.fsutil import read_json, sha256_file
 from ftkit.runner import run_phases

@@ -36,7 +36,7 @@ def test_converted_folder_is_plain_safetensors_and_reloads_fast(smollm2):
 
 
 def test_real_model_answers_demo_tickets_in_json_and_stops(smollm2):
-    from conftest import sample_records
+    from engagement_helpers import sample_records
 
     from ftkit.config import TaskSettings
     from ftkit.demo_data import DEMO_SETTINGS
