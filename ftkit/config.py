@@ -126,7 +126,8 @@ class TrainingSettings:
     learning_rate: float = field(default=0.0, metadata=_help("0 = method default: 2e-4 LoRA/QLoRA, 1e-5 full."))
     epochs: float = field(default=2.0, metadata=_help("Passes over the training split (1-3 typical)."))
     max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps (0 = use epochs)."))
-    batch_size: int = field(default=8, metadata=_help("Sequences per device per step."))
+    batch_size: int = field(default=8, metadata=_help(
+        "Sequences per device per step (with packing: packed sequences of max_seq_length tokens)."))
     gradient_accumulation_steps: int = field(default=1, metadata=_help("Steps accumulated per optimizer update."))
     max_seq_length: int = field(default=0, metadata=_help("0 = from the data audit."))
     lora_r: int = field(default=16, metadata=_help("LoRA rank."))
@@ -142,7 +143,38 @@ class TrainingSettings:
     packing: bool = field(default=True, metadata=_help("Pack examples into full sequences (no padding waste)."))
     seed: int = field(default=42, metadata=_help("Training seed."))
     num_processes: int = field(default=1, metadata=_help("> 1 launches through `accelerate launch` (DDP)."))
-    report_to: str = field(default="none", metadata=_help("Experiment tracker: none, tensorboard, mlflow, wandb."))
+    report_to: str = field(default="none", metadata=_help(
+        "Experiment tracker: none, tensorboard, mlflow, wandb.", choices=("none", "tensorboard", "mlflow", "wandb")))
+    eval_max_examples: int = field(default=0, metadata=_help(
+        "Validate on at most N validation examples (0 = all); each validation is a forward pass over them."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help(
+        "Recompute activations in the backward pass: ~70 % less activation memory for ~30 % more compute."))
+    memory_limit_gb: float = field(default=0.0, metadata=_help(
+        "Memory training may use in GB (0 = what the device has available now); the estimate must fit in it."))
+    accelerate_config: str = field(default="", metadata=_help(
+        "accelerate config file (FSDP/DeepSpeed) used when num_processes > 1; empty = plain DDP."))
+
+    def __post_init__(self):
+        problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in (
+            ("learning_rate", 0 <= self.learning_rate < 1, "0 (method default) or a small positive number like 2e-4"),
+            ("epochs", self.epochs > 0 or self.max_steps > 0, "above 0 (or set max_steps)"),
+            ("max_steps", self.max_steps >= 0, "0 or more"),
+            ("batch_size", self.batch_size >= 1, "1 or more"),
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, "1 or more"),
+            ("max_seq_length", self.max_seq_length == 0 or self.max_seq_length >= 16, "0 (from the audit) or at least 16"),
+            ("lora_r", self.lora_r >= 1, "1 or more"),
+            ("lora_alpha", self.lora_alpha > 0, "above 0"),
+            ("lora_dropout", 0 <= self.lora_dropout < 1, "between 0 and 1"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "between 0 and 1"),
+            ("weight_decay", self.weight_decay >= 0, "0 or more"),
+            ("eval_steps", self.eval_steps >= 0, "0 (automatic) or more"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, "0 (off) or more"),
+            ("num_processes", self.num_processes >= 1, "1 or more"),
+            ("eval_max_examples", self.eval_max_examples >= 0, "0 (all) or more"),
+            ("memory_limit_gb", self.memory_limit_gb >= 0, "0 (automatic) or more"),
+        ) if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass
@@ -163,6 +195,21 @@ class EvaluationSettings:
     ab_items: int = field(default=40, metadata=_help("Items in the blind A/B rating sheet."))
     probe_set: str = field(default="", metadata=_help("General-knowledge probe file for forgetting; empty = shipped one."))
     llm_judge: bool = field(default=False, metadata=_help("Also ask a judge model via the openai backend."))
+    judge: OpenAIBackendSettings = field(default_factory=OpenAIBackendSettings, metadata=_help(
+        "Judge endpoint for llm_judge; empty base_url/model = use baseline.openai."))
+    ab_ratings_dir: str = field(default="reviews/ab", metadata=_help(
+        "Folder (relative to the engagement) where reviewers' filled A/B CSV files are put; read on every run."))
+    seed: int = field(default=0, metadata=_help("Seed of the A/B sheet order and the bootstrap resamples."))
+    n_bootstrap: int = field(default=1000, metadata=_help("Bootstrap resamples for confidence intervals."))
+    regression_margin: float = field(default=0.1, metadata=_help(
+        "Per-example score drop (0-1) that counts as a regression for continuous metrics; for right/wrong "
+        "metrics every right -> wrong counts."))
+    max_iterations: int = field(default=3, metadata=_help(
+        "Training iterations after which a model that is still not significantly better means: stop."))
+    compare_iterations: int = field(default=2, metadata=_help(
+        "Earlier succeeded training runs to compare with the newest (0 = none)."))
+    probe_max_new_tokens: int = field(default=32, metadata=_help("Answer length cap for the forgetting probe."))
+    examples_shown: int = field(default=8, metadata=_help("Side-by-side examples shown in the report."))
 
 
 @dataclass
@@ -175,6 +222,20 @@ class DeploymentSettings:
     serving_dtype: str = field(default="bf16", metadata=_help("bf16, fp16, int8 or int4.",
                                                               choices=("bf16", "fp16", "int8", "int4")))
     retrain_every_months: int = field(default=3, metadata=_help("Planned retraining cadence."))
+    always_on: bool = field(default=True, metadata=_help(
+        "Self-hosted GPUs run 24/7 (730 h/month); false = billed only for the hours the volume needs "
+        "(scale to zero)."))
+    gpu: str = field(default="", metadata=_help(
+        "GPU to size and cost for (a name from templates/serving_prices.yaml); empty = cheapest that fits."))
+    export_merged: bool = field(default=True, metadata=_help(
+        "Merge the LoRA adapter into the base model for handover (false = ship base + adapter only)."))
+    equivalence_prompts: int = field(default=4, metadata=_help(
+        "Test prompts used to prove the exported model answers like base + adapter."))
+    uat_log: str = field(default="serving/uat_requests.jsonl", metadata=_help(
+        "Where `ftkit serve` appends each request and answer (relative to the engagement; the format "
+        "`ftkit monitor` reads); empty = no log."))
+    drift_psi_alert: float = field(default=0.25, metadata=_help(
+        "Population stability index above which `ftkit monitor` raises a drift alert (0.1 = watch)."))
 
 
 @dataclass

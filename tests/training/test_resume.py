@@ -45,11 +45,11 @@ def _start_and_kill_after_first_checkpoint(engagement, timeout_s: float = 300):
 
 
 def test_a_killed_training_run_resumes_from_its_last_checkpoint(audited, set_training):
-    set_training(audited, max_steps=60, eval_steps=4, batch_size=2, eval_max_examples=8, early_stopping_patience=0)
+    set_training(audited, max_steps=32, eval_steps=4, batch_size=2, eval_max_examples=8, early_stopping_patience=0)
     killed = _start_and_kill_after_first_checkpoint(audited)
     assert read_json(killed / "status.json")["status"] == "running"  # killed: nobody wrote a final status
     step = _marked_steps(killed)[-1]
-    assert 4 <= step < 60
+    assert 4 <= step < 32
 
     [outcome] = run_phases(audited, ["training"], progress=False)
     assert outcome.succeeded, outcome.error
@@ -60,13 +60,13 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(audited, set_tra
     resumed = next(f for f in results["findings"] if f["code"] == "training.resumed")
     assert f"Resumed from step {results['headline']['resumed_from_step']} of interrupted run {killed.name}" in resumed["message"]
     summary = read_json(outcome.run_dir / "training_summary.json")
-    assert summary["steps"] == 60 and summary["resumed_from"]["run_id"] == killed.name
+    assert summary["steps"] == 32 and summary["resumed_from"]["run_id"] == killed.name
     # this run trained only the remaining steps; the loss history still covers the whole run
     this_run = [e["step"] for e in map(__import__("json").loads,
                                        (outcome.run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in e]
     assert min(this_run) > summary["resumed_from"]["step"]
     history = read_json(outcome.run_dir / "loss_history.json")
-    assert history["validation"][0]["step"] == 0 and history["validation"][-1]["step"] == 60
+    assert history["validation"][0]["step"] == 0 and history["validation"][-1]["step"] == 32
     assert history["resumed_from"]["step"] == summary["resumed_from"]["step"]
     assert (outcome.run_dir / "adapter" / "adapter_model.safetensors").is_file()
 

@@ -78,3 +78,17 @@ def test_loss_figure_marks_the_best_step_and_the_resume_point():
     fig = summary.loss_figure(hist)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "best (step 4)" in labels and "resumed (step 2)" in labels
+
+
+def test_a_tracker_that_is_not_installed_is_named_with_its_install_command():
+    import importlib.util
+
+    from ftkit.errors import MissingDependency
+    from ftkit.training.trainer import check_tracker
+
+    assert check_tracker("none") == []
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(MissingDependency, match="pip install tensorboard"):
+            check_tracker("tensorboard")
+    else:
+        assert check_tracker("tensorboard") == ["tensorboard"]

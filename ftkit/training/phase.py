@@ -1,0 +1,285 @@
+"""The training phase's building blocks: what ``notebooks/04_training.ipynb`` calls, one function per section.
+
+Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples computed from this
+client's numbers; the notebook hands them to ``run.finding``.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftkit.errors import PhaseFailed
+from ftkit.training import summary as summ
+from ftkit.training.settings import ResolvedSettings, StepPlan
+
+SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl"}
+
+
+def quiet_cpu_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning, before torch is first imported in this process.
+
+    With busy-waiting threads (OpenMP's default) and other processes on the same cores, every parallel region
+    waits for a descheduled spinner: measured on 2 shared cores, 8 tiny-model steps took 50 s instead of 1.8 s.
+    Passive waiting costs microseconds per region, nothing next to a training step. Set only if unset.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@dataclass
+class Setup:
+    """Section 1: the base model, its tokenizer and the resolved hyperparameters."""
+
+    source: object  # ftkit.models.ModelSource
+    model: dict  # describe_model(...)
+    tokenizer: object
+    settings: ResolvedSettings
+    eot_id: int | None
+    eot_token: str | None
+    device: str
+
+    @property
+    def tiny(self) -> bool:
+        return bool(self.model.get("is_tiny_random"))
+
+
+def setup(run) -> Setup:
+    """Resolve and describe the base model (recorded in the manifest), load its tokenizer, resolve the settings."""
+    quiet_cpu_threads()
+    from ftkit.chat_format import template_info
+    from ftkit.models import load_tokenizer, pick_device, resolve_model
+    from ftkit.models.describe import describe_model
+    from ftkit.training.settings import resolve_settings
+
+    audit = run.upstream("data_audit")
+    bm = run.config.base_model
+    source = resolve_model(bm.id, bm.revision)
+    description = describe_model(source)
+    run.record_model(description)
+    tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
+    if not tokenizer.chat_template:
+        raise PhaseFailed(f"The tokenizer of {bm.id} has no chat template, so assistant turns cannot be found for "
+                          f"assistant-only loss. Use an instruct/chat model, or one whose tokenizer ships a template.")
+    settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
+                                run.config.data.max_seq_length)
+    run.record_seed("training", settings.seed)
+    info = template_info(tokenizer)
+    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+
+
+def setup_findings(s: Setup) -> list[tuple]:
+    out = []
+    if s.tiny:
+        out.append(("warning", "training.tiny_random_model", "The base model is ftkit's randomly initialised TEST model "
+                    "(tiny Llama, random weights): this run only shows that the training pipeline works; its losses "
+                    "and its adapter mean nothing.", "Set base_model.id to the client's real base model."))
+    st = s.settings
+    decided = ", ".join("target_modules = all linear layers" if k == "target_modules" else f"{k} = {getattr(st, k)} ({why})"
+                        for k, why in st.sources.items())
+    out.append(("info", "training.settings", f"Method {st.method} on {s.device}; {decided or 'every value from engagement.yaml'}.",
+                ""))
+    if st.method == "qlora" and s.device == "cpu":
+        out.append(("info", "training.qlora_cpu", "QLoRA on the CPU works (bitsandbytes dequantises each 4-bit weight "
+                    "per matmul) but is slower than LoRA; it saves memory, which matters on a GPU.", ""))
+    return out
+
+
+# -- 2. data -------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Data:
+    """Section 2: tokenized splits, the training sequences, label checks, packing and the step plan."""
+
+    train: object  # TokenizedSplit
+    validation: object
+    train_sequences: list
+    eval_sequences: list
+    label_check: dict
+    packing: dict
+    plan: StepPlan
+    hashes: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        return [self.train.report(), self.validation.report()]
+
+
+def prepare_data(run, s: Setup) -> Data:
+    """Read the audited splits, tokenize with assistant-only labels, check them, pack, plan the steps."""
+    from ftkit.training.dataset import check_sequences, read_split, subset, tokenize_split
+    from ftkit.training.packing import build_sequences, packing_report
+    from ftkit.training.settings import plan_steps
+
+    st = s.settings
+    hashes, splits = {}, {}
+    for name, filename in SPLIT_FILES.items():
+        path = run.upstream_file("data_audit", filename)
+        hashes[filename] = run.record_input(path)
+        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name)
+    train, validation = splits["train"], subset(splits["validation"], st.eval_max_examples)
+    if not train.examples:
+        raise PhaseFailed(f"No training example is left after tokenizing the {train.n_records} training records "
+                          f"(max_seq_length {st.max_seq_length}). Check the data audit's label coverage findings.")
+    train_seqs = build_sequences(train.examples, st.max_seq_length, st.packing, st.seed)
+    eval_seqs = build_sequences(validation.examples, st.max_seq_length, st.packing, st.seed)
+    check = check_sequences(train_seqs, s.eot_id, "train")
+    packing = packing_report(train_seqs, st.max_seq_length, st.packing, st.batch_size).to_dict()
+    return Data(train, validation, train_seqs, eval_seqs, check, packing, plan_steps(st, len(train_seqs)), hashes)
+
+
+def data_findings(d: Data, s: Setup) -> list[tuple]:
+    t, st = d.train, s.settings
+    out = [("info", "training.labels", f"Every one of the {len(d.train_sequences):,} training sequences has trainable "
+            f"labels, and all {d.label_check['examples']:,} examples train their end-of-turn token "
+            f"{s.eot_token!r}; {100 * t.n_label_tokens / max(1, t.n_tokens):.1f} % of tokens are targets "
+            f"(assistant turns only; labels never masked by pad id).", "")]
+    dropped = len(t.dropped_cut_answer) + len(t.dropped_no_labels)
+    if dropped or t.truncated:
+        out.append(("warning", "training.dropped", f"{dropped:,} training examples were left out ({len(t.dropped_cut_answer):,} "
+                    f"whose answer would be cut at max_seq_length {st.max_seq_length:,}, {len(t.dropped_no_labels):,} "
+                    f"with nothing to learn) and {len(t.truncated):,} reach max_seq_length.",
+                    f"Raise training.max_seq_length above {st.max_seq_length:,} if the long examples matter."))
+    p = d.packing
+    how = (f"packed {p['examples']:,} examples into {p['sequences']:,} sequences of up to {p['max_seq_length']:,} tokens "
+           f"({p['examples_per_sequence']} per sequence), attention kept inside each example"
+           if p["mode"] == "packed" else f"{p['sequences']:,} length-grouped examples, padded per batch")
+    out.append(("info" if p["padding_fraction"] <= 0.05 else "warning", "training.packing",
+                f"{how}: {100 * p['real_token_fraction']:.1f} % of processed tokens are real "
+                f"({100 * p['padding_fraction']:.1f} % padding).",
+                "" if p["padding_fraction"] <= 0.05 else "Set training.packing: true."))
+    plan = d.plan
+    out.append(("info", "training.plan", f"{plan.total_steps:,} optimizer steps of {plan.sequences_per_step} sequences "
+                f"({plan.steps_per_epoch:,} per epoch); validation on {len(d.validation.examples):,} examples every "
+                f"{plan.eval_steps} steps and at each epoch end.", ""))
+    return out
+
+
+# -- 3. memory -----------------------------------------------------------------------------------------------------
+
+def memory_check(s: Setup, d: Data) -> dict:
+    """Estimate memory, compare it with what is available, and refuse (PhaseFailed) with a suggested setting."""
+    from ftkit.training.memory import (ModelShape, available_memory_gb, check_fits, estimate_memory,
+                                       suggest_setting)
+
+    shape = ModelShape.from_folder(s.source.path) if Path(s.source.path).is_dir() else None
+    if shape is None:
+        return {"estimate": None, "available_gb": None, "why": "model config not available locally"}
+    per_process = 1 if s.device != "cpu" else s.settings.num_processes  # CPU processes share the host memory
+    label_share = d.train.n_label_tokens / max(1, d.train.n_tokens)
+
+    def est(st: ResolvedSettings):
+        tokens = st.batch_size * st.max_seq_length
+        return estimate_memory(shape, st.method, tokens, int(tokens * label_share) + st.batch_size,
+                               4 if s.device == "cpu" else 2, st.gradient_checkpointing, st.lora_r,
+                               st.target_modules, s.device)
+
+    available, where = available_memory_gb(s.device, s.settings.memory_limit_gb)
+    estimate = est(s.settings)
+    fits = lambda st: est(st).total_gb * per_process <= available  # noqa: E731
+    suggestion = None if fits(s.settings) else suggest_setting(fits, s.settings)
+    check_fits(estimate, available, where, suggestion[0] if suggestion else None, processes=per_process)
+    return {"estimate": estimate, "available_gb": available, "why": where, "processes_sharing": per_process}
+
+
+def memory_rows(m: dict) -> list[dict]:
+    return m["estimate"].rows() if m["estimate"] else []
+
+
+def memory_findings(m: dict) -> list[tuple]:
+    e = m["estimate"]
+    if e is None:
+        return [("info", "training.memory_estimate", f"No memory estimate: {m['why']}.", "")]
+    total = e.total_gb * m["processes_sharing"]
+    return [("info", "training.memory_estimate", f"Estimated peak memory {total:.2f} GB ({e.method}, "
+             f"{e.tokens_per_batch:,} tokens per micro-batch, {e.trainable:,} trainable parameters) of "
+             f"{m['available_gb']:.1f} GB available ({m['why']}): it fits.", "")]
+
+
+# -- 4. resume -----------------------------------------------------------------------------------------------------
+
+def find_resume(run, s: Setup, d: Data, allowed: bool = True):
+    """(fingerprint, ResumePoint | None): the newest matching checkpoint of an interrupted earlier run."""
+    from ftkit.training.resume import checkpoint_files, find_resume_point
+    from ftkit.training.settings import fingerprint
+
+    template = hashlib.sha256((s.tokenizer.chat_template or "").encode("utf-8")).hexdigest()
+    fp = fingerprint(s.settings, d.hashes, s.model.get("files_sha256") or s.model.get("id", ""), template)
+    point = find_resume_point(run.engagement, fp, exclude_run=run.run_id) if allowed else None
+    if point is not None:
+        for path in checkpoint_files(point):
+            run.record_input(path)
+    return fp, point
+
+
+def resume_findings(point, allowed: bool) -> list[tuple]:
+    if point is not None:
+        return [("info", "training.resumed", f"Resumed from step {point.step} of interrupted run {point.run_id} "
+                 f"(status {point.run_status}); its checkpoint holds the weights, optimizer, scheduler and data "
+                 f"position, so steps 1-{point.step} were not repeated.", "")]
+    why = "resume was turned off (resume = False)" if not allowed else \
+        "no interrupted earlier run has a checkpoint with the same settings, data and base model"
+    return [("info", "training.fresh_start", f"Training starts from step 0: {why}.", "")]
+
+
+# -- 5. train ------------------------------------------------------------------------------------------------------
+
+def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict:
+    """Train in this kernel (one process) or through ``accelerate launch`` (more)."""
+    from ftkit.training.trainer import TrainingJob, run_training
+
+    bm = run.config.base_model
+    job = TrainingJob(s.source.path, s.settings.to_dict(), d.plan.to_dict(),
+                      str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
+                      trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
+                      progress=progress)
+    if s.settings.num_processes > 1:
+        from ftkit.training.launch import launch
+
+        return launch(job, d.train_sequences, d.eval_sequences, s.settings.num_processes,
+                      _config_path(run, s.settings.accelerate_config))
+    return run_training(job, d.train_sequences, d.eval_sequences)
+
+
+def _config_path(run, path: str) -> str:
+    if not path:
+        return ""
+    full = (run.engagement.path / path).resolve()
+    run.record_input(full) if full.is_file() else None
+    return str(full)
+
+
+# -- 6. loss history -----------------------------------------------------------------------------------------------
+
+def history(run, point) -> dict:
+    """The loss history (earlier run's log up to the resume step + this run's), written to loss_history.json."""
+    from ftkit.training.resume import earlier_history
+
+    entries = earlier_history(point) if point else []
+    log = run.run_dir / "metrics.jsonl"
+    if log.is_file():
+        import json
+
+        entries += [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    hist = summ.loss_history(entries, {"run_id": point.run_id, "step": point.step} if point else None)
+    run.write_json("loss_history.json", hist)
+    return hist
+
+
+# -- 7. outputs ----------------------------------------------------------------------------------------------------
+
+def finalise(run, s: Setup, d: Data, m: dict, outcome: dict, hist: dict) -> dict:
+    """training_summary.json and hyperparameters.json; checkpoints removed once the final output is saved."""
+    final_dir = run.run_dir / ("model" if s.settings.method == "full" else "adapter")
+    if not final_dir.is_dir():
+        raise PhaseFailed(f"Training finished but {final_dir.name}/ was not written; see the cell output above.")
+    estimate = m["estimate"].total_gb * m["processes_sharing"] if m.get("estimate") else 0.0
+    summary = summ.training_summary(outcome, hist, estimate, s.settings.method, final_dir)
+    run.write_json("training_summary.json", summary)
+    run.write_json("hyperparameters.json", {"settings": s.settings.to_dict(), "plan": d.plan.to_dict(),
+                                            "sources": s.settings.sources})
+    # A succeeded run's checkpoints are never resumed from; the final output replaces them (and keeps the
+    # evidence folder small and quick to hash).
+    shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
+    return summary
