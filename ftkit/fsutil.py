@@ -79,6 +79,27 @@ def json_safe(obj):
     return obj
 
 
+def read_jsonl(path: str | os.PathLike, fix: str) -> list[tuple[int, object]]:
+    """(1-based line number, parsed value) for each non-empty line; a line that is not JSON raises DataError
+    naming the file and line, followed by ``fix`` (what to do).
+
+    Used for ftkit's own JSONL artefacts (splits, predictions); client files go through ftkit.data.reader,
+    which reports every bad line instead of stopping at the first.
+    """
+    from ftkit.errors import DataError
+
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((number, json.loads(line)))
+            except ValueError as err:
+                raise DataError(f"{path} line {number}: not valid JSON ({getattr(err, 'msg', err)}); {fix}") from None
+    return rows
+
+
 def read_json(path: str | os.PathLike):
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

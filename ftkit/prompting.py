@@ -153,21 +153,14 @@ def prompt_record(spec: PromptSpec, tokenizer=None, example: PromptItem | None =
 
 def read_records(path) -> list[dict]:
     """Records of a split file written by the data audit (JSONL), with errors that name the line."""
-    import json
+    from ftkit.fsutil import read_jsonl
 
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{path} line {number}: not valid JSON ({err.msg}); re-run the data audit.") from None
-            if not isinstance(record, dict) or "messages" not in record:
-                raise DataError(f"{path} line {number}: expected an object with 'messages'; re-run the data audit.")
-            record.setdefault("id", str(number))
-            rows.append(record)
+    for number, record in read_jsonl(path, "re-run the data audit."):
+        if not isinstance(record, dict) or "messages" not in record:
+            raise DataError(f"{path} line {number}: expected an object with 'messages'; re-run the data audit.")
+        record.setdefault("id", str(number))
+        rows.append(record)
     return rows
 
 

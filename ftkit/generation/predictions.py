@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ftkit.errors import DataError
-from ftkit.fsutil import atomic_write_text
+from ftkit.fsutil import atomic_write_text, read_jsonl
 
 MAX_NEW_TOKENS_CAP = 1024
 
@@ -59,15 +59,11 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     """Read predictions.jsonl back (the evaluation phase reads the baseline's)."""
     known = {f.name for f in fields(Prediction)}
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                rows.append(Prediction(**{k: v for k, v in data.items() if k in known}))
-            except (ValueError, TypeError) as err:
-                raise DataError(f"{path} line {number}: not a prediction row ({err}); re-run the phase that wrote it.")
+    for number, data in read_jsonl(path, "re-run the phase that wrote it."):
+        try:
+            rows.append(Prediction(**{k: v for k, v in data.items() if k in known}))
+        except (AttributeError, TypeError) as err:
+            raise DataError(f"{path} line {number}: not a prediction row ({err}); re-run the phase that wrote it.")
     return rows
 
 
