@@ -77,6 +77,7 @@ def _die_with_parent() -> None:
 def launch(job: TrainingJob, train_sequences, eval_sequences, num_processes: int, config_file: str = "",
            echo=print) -> dict:
     """Run training in ``num_processes`` processes; return rank 0's outcome (same shape as run_training's)."""
+    _check_devices(num_processes)
     with tempfile.TemporaryDirectory(prefix="ftkit-train-") as tmp:
         folder = Path(tmp)
         job.stream_json = True
@@ -92,6 +93,16 @@ def launch(job: TrainingJob, train_sequences, eval_sequences, num_processes: int
                               f"{'' if tail else ' without writing its outcome'}. Last lines of the workers:\n"
                               + "".join(tail or []))
         return json.loads(outcome.read_text(encoding="utf-8"))
+
+
+def _check_devices(num_processes: int) -> None:
+    """One process per GPU: refuse more processes than GPUs (on CPU any number runs, sharing the cores)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus and num_processes > gpus:
+        raise FtkitError(f"training.num_processes is {num_processes} but this machine has {gpus} GPU(s); set it to "
+                         f"{gpus} or fewer (one process per GPU).")
 
 
 def _stream(cmd: list[str], env: dict, max_steps: int, echo) -> list[str] | None:
