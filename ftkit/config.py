@@ -208,7 +208,8 @@ class EvaluationSettings:
         "Training iterations after which a model that is still not significantly better means: stop."))
     compare_iterations: int = field(default=2, metadata=_help(
         "Earlier succeeded training runs to compare with the newest (0 = none)."))
-    probe_max_new_tokens: int = field(default=32, metadata=_help("Answer length cap for the forgetting probe."))
+    probe_max_new_tokens: int = field(default=24, metadata=_help(
+        "Answer length cap (tokens) for the forgetting probe; its answers are one word or number."))
     examples_shown: int = field(default=8, metadata=_help("Side-by-side examples shown in the report."))
 
 

@@ -241,7 +241,8 @@ def _counts(prefs: list[str]) -> dict:
             "win_rate": (wins + 0.5 * (n - wins - losses)) / n if n else float("nan")}
 
 
-def collect(folder: str | Path, key: dict, allow_partial: bool = False) -> tuple[dict[str, dict[str, int]], list[Path], list[str]]:
+def collect(folder: str | Path, key: dict,
+            allow_partial: bool = False) -> tuple[dict[str, dict[str, int]], list[Path], list[str]]:
     """Read every ``*.csv`` in ``folder`` that belongs to ``key``'s sheet: (rater -> choices, files used,
     names of other sheets' files).
 

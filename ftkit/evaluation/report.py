@@ -118,8 +118,10 @@ def tell_client(v, rows: dict[str, dict], headline: str, n: int, forgetting: dic
     """What to tell the client, from the verdict and the numbers."""
     r = rows[headline]
     base = (f"On {n} held-out test examples the fine-tuned model scores {r['fine_tuned']:.1%} {headline.replace('_', ' ')} "
-            f"against {r['baseline']:.1%} for the best prompt on the base model")
-    sig = " (a statistically significant gain)." if r["significant"] and r["diff"] > 0 else " (not a significant difference)."
+            f"against {r['baseline']:.1%} for the base model with the same prompt")
+    better = r["diff"] * (1 if r["higher_is_better"] is not False else -1) > 0
+    sig = (" (not a significant difference)." if not r["significant"] else
+           " (a statistically significant gain)." if better else " (significantly worse).")
     passed = sum(c["status"] == "pass" for c in v.criteria)
     crit = f" It meets {passed} of the {len(v.criteria)} agreed acceptance criteria"
     outcome = {"go": "; we recommend going ahead with deployment.",
@@ -133,3 +135,16 @@ def tell_client(v, rows: dict[str, dict], headline: str, n: int, forgetting: dic
         extra += f" {runaway['runaways']} of {runaway['n']} answers did not stop on their own."
     return base + sig + crit + outcome + extra
 
+
+
+def prompt_mismatch_finding(n_shots: int) -> tuple | None:
+    """A warning when the baseline prompt carries few-shot examples: training uses the zero-shot conversation
+    (system + user), which is also what the model will be served with."""
+    if n_shots <= 0:
+        return None
+    return ("warning", "evaluation.few_shot_prompt",
+            f"The baseline prompt has {n_shots} few-shot example(s), so the fine-tuned model is evaluated with them "
+            f"too (same prompts, a paired comparison), although it was trained, and will be served, on the zero-shot "
+            f"conversation: this measures it off its training format and can understate it.",
+            "Set baseline.shots: 0 and re-run the baseline and this phase to compare in the serving format (the "
+            "few-shot baseline stays on record for the prompt-engineering comparison).")

@@ -193,7 +193,7 @@ def rule_text(c: dict) -> str:
     >>> rule_text({"metric": "accuracy", "min": 0.8, "max": None})
     '>= 0.8'
     """
-    parts = ([f">= {c['min']:g}"] if c.get("min") is not None else []) + ([f"<= {c['max']:g}"] if c.get("max") is not None else [])
+    parts = [f"{sign} {c[key]:g}" for key, sign in (("min", ">="), ("max", "<=")) if c.get(key) is not None]
     return " and ".join(parts)
 
 
@@ -283,7 +283,8 @@ def _ship(f: dict) -> tuple[str, list[str]]:
             f"({_p(f['p'])}).",
             ["Run the deployment plan phase for this model.",
              "Share the verdict table and the side-by-side examples with the client for sign-off."]
-            + ([f"Review the {f['n_regressions']} regression(s) with the client before go-live."] if f["n_regressions"] else []))
+            + ([f"Review the {f['n_regressions']} regression(s) with the client before go-live."]
+               if f["n_regressions"] else []))
 
 
 def _finish_review(f: dict) -> tuple[str, list[str]]:

@@ -183,7 +183,8 @@ def suggest_setting(fits, settings) -> tuple[str, object] | None:
         batch, accum = max(1, batch // 2), accum * 2
         candidates.append((f"training.batch_size: {batch} and gradient_accumulation_steps: {accum} (same effective "
                            f"batch)", settings.replace(batch_size=batch, gradient_accumulation_steps=accum)))
-    low = settings.replace(batch_size=1, gradient_accumulation_steps=settings.batch_size * settings.gradient_accumulation_steps)
+    effective = settings.batch_size * settings.gradient_accumulation_steps
+    low = settings.replace(batch_size=1, gradient_accumulation_steps=effective)
     if not settings.gradient_checkpointing:
         candidates.append(("training.gradient_checkpointing: true with batch_size: 1",
                            low.replace(gradient_checkpointing=True)))

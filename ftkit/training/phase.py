@@ -79,8 +79,8 @@ def setup_findings(s: Setup) -> list[tuple]:
     st = s.settings
     decided = ", ".join("target_modules = all linear layers" if k == "target_modules" else f"{k} = {getattr(st, k)} ({why})"
                         for k, why in st.sources.items())
-    out.append(("info", "training.settings", f"Method {st.method} on {s.device}; {decided or 'every value from engagement.yaml'}.",
-                ""))
+    decided = decided or "every value from engagement.yaml"
+    out.append(("info", "training.settings", f"Method {st.method} on {s.device}; {decided}.", ""))
     if st.method == "qlora" and s.device == "cpu":
         out.append(("info", "training.qlora_cpu", "QLoRA on the CPU works (bitsandbytes dequantises each 4-bit weight "
                     "per matmul) but is slower than LoRA; it saves memory, which matters on a GPU.", ""))
@@ -137,8 +137,8 @@ def data_findings(d: Data, s: Setup) -> list[tuple]:
             f"(assistant turns only; labels never masked by pad id).", "")]
     dropped = len(t.dropped_cut_answer) + len(t.dropped_no_labels)
     if dropped or t.truncated:
-        out.append(("warning", "training.dropped", f"{dropped:,} training examples were left out ({len(t.dropped_cut_answer):,} "
-                    f"whose answer would be cut at max_seq_length {st.max_seq_length:,}, {len(t.dropped_no_labels):,} "
+        out.append(("warning", "training.dropped", f"{dropped:,} training examples were left out "
+                    f"({len(t.dropped_cut_answer):,} whose answer would be cut at max_seq_length {st.max_seq_length:,}, {len(t.dropped_no_labels):,} "
                     f"with nothing to learn) and {len(t.truncated):,} reach max_seq_length.",
                     f"Raise training.max_seq_length above {st.max_seq_length:,} if the long examples matter."))
     p = d.packing

@@ -132,7 +132,8 @@ def fingerprint(settings: ResolvedSettings, data_hashes: dict[str, str], model_h
 
 def settings_table(settings: ResolvedSettings, plan: StepPlan | None = None) -> list[dict]:
     """Rows (setting, value, source) for the notebook; method-irrelevant LoRA values are left out for full."""
-    skip = {"sources"} | ({"lora_r", "lora_alpha", "lora_dropout", "target_modules"} if settings.method == "full" else set())
+    lora_only = {"lora_r", "lora_alpha", "lora_dropout", "target_modules"}
+    skip = {"sources"} | (lora_only if settings.method == "full" else set())
     rows = [{"setting": k, "value": v, "source": settings.sources.get(k, "engagement.yaml")}
             for k, v in settings.to_dict().items() if k not in skip]
     if plan:

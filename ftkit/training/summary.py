@@ -29,8 +29,16 @@ def loss_history(entries: list[dict], resumed_from: dict | None = None) -> dict:
             "resumed_from": resumed_from}
 
 
+def best_checkpoint(validation: list[dict]) -> dict:
+    """The validation point of the model kept: the lowest loss among trained steps (step 0 is the base model,
+    which has no checkpoint), or step 0 when nothing was trained yet."""
+    trained = [v for v in validation if v["step"] > 0] or validation
+    return min(trained, key=lambda v: v["eval_loss"])
+
+
 def _mean_train(history: dict, lo: int, hi: int) -> float | None:
-    values = [t["loss"] for t in history["train"] if lo <= t["step"] <= hi]
+    """Mean training loss over steps in (lo, hi]."""
+    values = [t["loss"] for t in history["train"] if lo < t["step"] <= hi]
     return sum(values) / len(values) if values else None
 
 
@@ -46,13 +54,13 @@ def overfitting(history: dict) -> dict:
     out = {"flag": False, "best_step": None, "best_val_loss": None, "last_val_loss": None}
     if not val:
         return out
-    best = min(val, key=lambda v: v["eval_loss"])
+    best = best_checkpoint(val)
     last = val[-1]
     out.update(best_step=best["step"], best_val_loss=best["eval_loss"], last_val_loss=last["eval_loss"])
     if last["step"] == best["step"] or last["eval_loss"] <= best["eval_loss"] * (1 + RISE):
         return out
-    window = max(1, (last["step"] - best["step"]) // 4)
-    at_best = _mean_train(history, best["step"] - window, best["step"] + window)
+    window = max(1, (last["step"] - best["step"]) // 4)  # steps of training loss averaged on each side
+    at_best = _mean_train(history, best["step"] - window, best["step"])
     at_last = _mean_train(history, last["step"] - window, last["step"])
     if at_best is not None and at_last is not None and at_last < at_best:
         out.update(flag=True, train_loss_at_best=at_best, train_loss_at_last=at_last)
@@ -70,7 +78,7 @@ def loss_figure(history: dict, title: str = "Loss"):
     if history["validation"]:
         ax.plot([v["step"] for v in history["validation"]], [v["eval_loss"] for v in history["validation"]], "o-",
                 color="#c0392b", label="validation loss")
-        best = min(history["validation"], key=lambda v: v["eval_loss"])
+        best = best_checkpoint(history["validation"])
         ax.axvline(best["step"], color="#27ae60", ls=":", label=f"best (step {best['step']})")
     if history.get("resumed_from"):
         ax.axvline(history["resumed_from"]["step"], color="#8e44ad", ls="--",
@@ -92,7 +100,7 @@ def training_summary(outcome: dict, history: dict, estimate_gb: float, method: s
     tokens = outcome["tokens"]
     seconds = outcome["train_seconds"]
     val = history["validation"]
-    best = min(val, key=lambda v: v["eval_loss"]) if val else None
+    best = best_checkpoint(val) if val else None
     trainable, total = outcome["trainable_parameters"], outcome["total_parameters"]
     return {
         "method": method, "device": outcome["device"], "processes": outcome["processes"],
@@ -126,16 +134,17 @@ def loss_findings(summary: dict, flag: dict) -> list[tuple]:
         drop = (first - best) / first if first else 0.0
         if drop >= FALL:
             out.append(("info", "training.val_loss", f"Validation loss fell from {first:.3f} before training to "
-                        f"{best:.3f} at step {best_step} ({100 * drop:.1f} % lower); that checkpoint is the model kept.", ""))
+                        f"{best:.3f} at step {best_step} ({100 * drop:.1f} % lower); that checkpoint is the model "
+                        f"kept.", ""))
         else:
-            out.append(("warning", "training.val_loss_flat", f"Validation loss barely moved: {first:.3f} before training, "
-                        f"{best:.3f} at best ({100 * drop:+.1f} %). The model learned little from this data.",
+            out.append(("warning", "training.val_loss_flat", f"Validation loss did not fall clearly: {first:.3f} before "
+                        f"training, {best:.3f} at best ({100 * -drop:+.1f} %). The model learned little from this data.",
                         "Train longer (training.epochs / max_steps) or with a higher learning_rate, and check the "
                         "data audit's label coverage."))
     if flag["flag"]:
         epochs_hint = f" (about {summary['epochs'] * best_step / max(1, summary['steps']):.1f} epochs)"
-        out.append(("warning", "training.overfitting", f"Overfitting: validation loss rose from {flag['best_val_loss']:.3f} "
-                    f"at step {flag['best_step']} to {flag['last_val_loss']:.3f} while training loss fell from "
+        out.append(("warning", "training.overfitting", f"Overfitting: validation loss rose from "
+                    f"{flag['best_val_loss']:.3f} at step {flag['best_step']} to {flag['last_val_loss']:.3f} while training loss fell from "
                     f"{flag['train_loss_at_best']:.3f} to {flag['train_loss_at_last']:.3f}. The step-{flag['best_step']} "
                     f"checkpoint was kept.", f"Next time set training.max_steps: {flag['best_step']}{epochs_hint}, or "
                     f"add data."))

@@ -108,7 +108,8 @@ def test_html_download_format_with_rater_column_is_accepted(sheet, tmp_path):
     (lambda rows: rows[:-2], ["2 item(s) of sheet", "have no row"]),
     (lambda rows: rows + [{**rows[0], "item_id": "zzz-999"}], ["unknown item id 'zzz-999'"]),
     (lambda rows: rows + [dict(rows[3])], ["appears twice (first on line 5)"]),
-    (lambda rows: [{**r, "choice": "maybe"} if i == 2 else r for i, r in enumerate(rows)], ["line 4", "'maybe' is not valid"]),
+    (lambda rows: [{**r, "choice": "maybe"} if i == 2 else r for i, r in enumerate(rows)],
+     ["line 4", "'maybe' is not valid"]),
     (lambda rows: [{**r, "choice": ""} if i == 5 else r for i, r in enumerate(rows)], ["line 7", "has no choice"]),
 ])
 def test_bad_sheets_name_the_rows_to_fix(sheet, tmp_path, mutate, expected):

@@ -34,7 +34,8 @@ def test_smollm2_shape_from_its_config():
 
 def test_methods_order_by_memory():
     shape = ModelShape(4096, 32, 32, 8, 128, 14336, 128256, False)  # Llama-3.1-8B
-    est = {m: estimate_memory(shape, m, 8 * 2048, 8 * 2048, dtype_bytes=2, device="cuda") for m in ("full", "lora", "qlora")}
+    est = {m: estimate_memory(shape, m, 8 * 2048, 8 * 2048, dtype_bytes=2, device="cuda")
+           for m in ("full", "lora", "qlora")}
     assert est["qlora"].weights_gb < 0.4 * est["lora"].weights_gb
     assert est["full"].optimizer_gb > 50 * est["lora"].optimizer_gb
     assert est["qlora"].total_gb < est["lora"].total_gb < est["full"].total_gb

@@ -58,3 +58,18 @@ def test_target_modules_can_be_configured(tiny_model_dir, tiny_examples, eot_id,
     names = read_json(tmp_path / "adapter" / "adapter_config.json")["target_modules"]
     assert {name.split(".")[-1] for name in names} == {"q_proj", "v_proj"}
     assert outcome["best_val_loss"] is None  # no validation split: no evaluation, still a saved adapter
+
+
+def test_early_stopping_ends_training_when_validation_loss_stops_improving(tiny_model_dir, tiny_examples, eot_id,
+                                                                           tmp_path):
+    from ftkit.training import summary
+
+    train = build_sequences(tiny_examples[:2], 256, True, 0)  # two examples: memorised within a few steps
+    evals = build_sequences(tiny_examples[40:50], 256, True, 0)
+    job = _job(tiny_model_dir, tmp_path, eot_id, len(train), max_steps=12, eval_steps=1, learning_rate=0.05,
+               early_stopping_patience=1, warmup_ratio=0.0)
+    outcome = run_training(job, train, evals)
+    assert outcome["stopped_early"] and outcome["global_step"] < 12
+    history = summary.loss_history(outcome["log_history"])
+    flag = summary.overfitting(history)
+    assert flag["flag"] and outcome["best_val_loss"] == flag["best_val_loss"]

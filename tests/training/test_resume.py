@@ -58,7 +58,8 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(audited, set_tra
     assert results["results"]["resumed_from"]["run_id"] == killed.name
     assert results["headline"]["resumed_from_step"] == results["results"]["resumed_from"]["step"] >= step
     resumed = next(f for f in results["findings"] if f["code"] == "training.resumed")
-    assert f"Resumed from step {results['headline']['resumed_from_step']} of interrupted run {killed.name}" in resumed["message"]
+    step_resumed = results["headline"]["resumed_from_step"]
+    assert f"Resumed from step {step_resumed} of interrupted run {killed.name}" in resumed["message"]
     summary = read_json(outcome.run_dir / "training_summary.json")
     assert summary["steps"] == 32 and summary["resumed_from"]["run_id"] == killed.name
     # this run trained only the remaining steps; the loss history still covers the whole run
