@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("report", "rebuild the consolidated engagement report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("client")
+        if name == "report":
+            p.add_argument("--pdf", action="store_true",
+                           help="also write report/engagement.pdf (needs a chromium or chrome binary)")
         _root_arg(p)
 
     p = sub.add_parser("demo", help="a whole engagement on shipped sample data")
@@ -148,7 +151,10 @@ def _report(args) -> int:
     from ftkit.engagement import Engagement
     from ftkit.reports import build_engagement_report
 
-    print(build_engagement_report(Engagement.at(args.client, args.root)))
+    engagement = Engagement.at(args.client, args.root)
+    print(build_engagement_report(engagement, pdf=args.pdf))
+    if args.pdf:
+        print(engagement.report_dir / "engagement.pdf")
     return 0
 
 

@@ -2,8 +2,13 @@
 
 The per-run report is the executed notebook rendered with code hidden and figures embedded (matplotlib
 outputs are already base64 PNGs in the notebook), under a header with the evidence that matters: client,
-phase, run id, status, times, ftkit version and input hashes. The consolidated report is a jinja2 page
-built from every phase's latest ``results.json`` and manifest, and the audit chain.
+phase, run id, status, times, ftkit version and input hashes.
+
+The consolidated report (``report/index.html``) is one self-contained jinja2 page (figures as data URIs, no
+scripts, fonts or stylesheets fetched) built from every phase's latest ``results.json`` and manifest and the audit
+log: executive summary (``ftkit.report_summary``), one section per phase, the documentation index for auditors
+(``ftkit.doc_index``), manifests, audit chain and environment (``ftkit.report_evidence``). ``--pdf`` prints it
+with headless Chromium (``ftkit.report_pdf``). Heavy libraries are never imported here.
 """
 from __future__ import annotations
 
@@ -44,44 +49,97 @@ def _drop_parameter_cells(notebook) -> None:
                       if not {"parameters", "injected-parameters"} & set(c.get("metadata", {}).get("tags", []))]
 
 
-def build_engagement_report(engagement: Engagement) -> Path:
-    """Write ``report/index.html`` from the phases' latest results, manifests and the audit log."""
-    import jinja2
+def build_engagement_report(engagement: Engagement, pdf: bool = False) -> Path:
+    """Write ``report/index.html`` (and, with ``pdf``, ``report/engagement.pdf``); returns the HTML's path.
 
-    from ftkit.audit import check_chain, read_entries
+    Built from the phases' latest results and manifests and the audit log only, so it can be rebuilt at any
+    time and shows a phase that has not run yet as "not run yet".
+    """
+    context = _report_context(engagement)
+    index = atomic_write_text(engagement.report_dir / "index.html", _render(context, expand=False))
+    if pdf:
+        export_pdf(engagement, context)
+    return index
+
+
+def export_pdf(engagement: Engagement, context: dict | None = None) -> Path:
+    """``report/engagement.pdf`` via headless Chromium, from a print variant with every section expanded."""
+    import tempfile
+
+    from ftkit.errors import MissingDependency
+    from ftkit.report_pdf import INSTALL_HINT, find_chromium, print_to_pdf
+
+    browser = find_chromium()
+    if not browser:  # before rendering: the message is the useful output
+        raise MissingDependency("chromium", "PDF export of the engagement report (ftkit report --pdf)", INSTALL_HINT)
+    context = context or _report_context(engagement)
+    engagement.report_dir.mkdir(parents=True, exist_ok=True)
+    # Same folder as index.html, so the relative links in the page resolve the same way while printing.
+    fd, tmp = tempfile.mkstemp(prefix=".print.", suffix=".html", dir=engagement.report_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_render(context, expand=True))
+        return print_to_pdf(Path(tmp), engagement.report_dir / "engagement.pdf", browser)
+    finally:
+        os.unlink(tmp)
+
+
+def _report_context(engagement: Engagement) -> dict:
+    from ftkit.audit import read_entries
     from ftkit.config import load_config
+    from ftkit.doc_index import documentation_index
     from ftkit.phases import ordered
+    from ftkit.report_evidence import audit_chain, environment
+    from ftkit.report_summary import executive_summary
 
     config = load_config(engagement.config_path)
-    sections = []
-    for phase in ordered():
-        sections.append(_phase_section(engagement, phase))
-    entries = read_entries(engagement.audit_path)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "report")),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
-    page = env.get_template("engagement.html.j2").render(
-        config=config, client=engagement.slug, sections=sections, audit=entries, chain_problems=check_chain(entries),
+    sections = [_phase_section(engagement, phase) for phase in ordered()]
+    chain = audit_chain(engagement, read_entries(engagement.audit_path))
+    return dict(
+        config=config, client=engagement.slug, sections=sections, chain=chain,
+        summary=executive_summary({s["phase"].name: s.get("results") for s in sections}),
+        doc_index=documentation_index(engagement, engagement.report_dir), environment=environment(sections),
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE,
         findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])])
-    return atomic_write_text(engagement.report_dir / "index.html", page)
+
+
+def _render(context: dict, expand: bool) -> str:
+    """The page; ``expand`` opens every <details> (a printed page cannot be clicked open)."""
+    import jinja2
+
+    # Lenient undefined on purpose: results.json files written by older ftkit versions may lack a key, and an
+    # audit report that refuses to render is worse than one with an empty cell.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "report")),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.filters.update(num=_num, ci=_ci, usd=_usd, kv=_kv)
+    return env.get_template("engagement.html.j2").render(**context, expand=expand)
 
 
 def _phase_section(engagement: Engagement, phase) -> dict:
-    section = {"phase": phase, "run_dir": None, "history": _history(engagement, phase)}
+    from ftkit.report_evidence import manifest_files
+
+    section = {"phase": phase, "run_dir": None, "results": None, "manifest": {}, "findings": [],
+               "history": _history(engagement, phase)}
     run_dir = engagement.latest_run_dir(phase)
     if run_dir is None:
         return section
     results = _read_optional(run_dir / "results.json") or {}
     manifest = _read_optional(run_dir / "manifest.json") or {}
-    report_rel = os.path.relpath(run_dir / "report.html", engagement.report_dir).replace(os.sep, "/")
-    notebook_rel = os.path.relpath(run_dir / f"{phase.folder}.ipynb", engagement.report_dir).replace(os.sep, "/")
     section.update(run_dir=run_dir, run_id=run_dir.name, results=results, manifest=manifest,
                    headline=results.get("headline", {}), summary=results.get("summary", ""),
                    findings=results.get("findings", []), tell_client=results.get("tell_client", ""),
-                   next_steps=results.get("next_steps", []), report_href=report_rel, notebook_href=notebook_rel,
+                   next_steps=results.get("next_steps", []),
+                   report_href=_href(engagement, run_dir / "report.html"),
+                   notebook_href=_href(engagement, run_dir / phase.notebook),
+                   files=manifest_files(engagement, run_dir, manifest, engagement.report_dir),
                    figures=_figures(run_dir))
     return section
+
+
+def _href(engagement: Engagement, path: Path) -> str | None:
+    """Link relative to report/ (the folder moves as a whole), or None when the file is not there."""
+    return os.path.relpath(path, engagement.report_dir).replace(os.sep, "/") if path.is_file() else None
 
 
 def _history(engagement: Engagement, phase) -> list[dict]:
@@ -113,3 +171,29 @@ def _read_optional(path: Path):
 
 def escape(text) -> str:
     return html.escape(str(text))
+
+
+def _num(value, digits: int = 3) -> str:
+    """Numbers as people read them: 0.721, 1,234, '-' for missing."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _ci(pair, digits: int = 3) -> str:
+    if not pair:
+        return ""
+    return f"[{_num(pair[0], digits)}, {_num(pair[1], digits)}]"
+
+
+def _kv(mapping) -> str:
+    """{'bootstrap': 0, 'training': 42} -> 'bootstrap=0, training=42'."""
+    return ", ".join(f"{k}={v}" for k, v in (mapping or {}).items())
+
+
+def _usd(value) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"${value:,.2f}"
