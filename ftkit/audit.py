@@ -59,14 +59,30 @@ def append_event(path: Path, event: str, **fields) -> dict:
         # O_APPEND: the line lands after whatever is there, never over it; fsync so a crash keeps it.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            _append_whole_line(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
     except OSError as err:
         raise FtkitError(f"Cannot append to the audit log {path}: {err.strerror}. Free disk space or fix "
-                         f"permissions; the run's folder is complete, re-run to record it.") from err
+                         f"permissions, then run again; the log was left as it was.") from err
     return entry
+
+
+def _append_whole_line(fd: int, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a full disk can accept part of a line, and a half line would break the
+    chain for every later entry, so on failure the file is cut back to its previous length."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass
+        raise
 
 
 def check_chain(entries: list[dict]) -> list[str]:

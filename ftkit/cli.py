@@ -217,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     except FtkitError as err:
         print(f"ftkit: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk or read-only folder that no layer below turned into an FtkitError
+        where = f" {err.filename}" if err.filename else ""
+        print(f"ftkit: cannot write or read{where}: {err.strerror or err}. Free disk space or fix the folder's "
+              f"permissions, then run the command again.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ftkit: interrupted; runs in progress are kept and marked, `latest` is unchanged.", file=sys.stderr)
         return 130

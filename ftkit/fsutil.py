@@ -46,7 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         _silently_remove(tmp)
-        raise FtkitError(f"Cannot write {path}: {err.strerror}. Nothing was changed; free disk space or fix permissions and retry.") from err
+        raise FtkitError(f"Cannot write {path}: {err.strerror}. The file was left as it was; free disk space or fix permissions and retry.") from err
     except BaseException:
         _silently_remove(tmp)
         raise

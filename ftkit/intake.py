@@ -66,8 +66,12 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
     import yaml as pyyaml
     parse_config(pyyaml.safe_load(text), source="engagement.yaml (new)")  # refuse bad settings before writing
 
-    engagement.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{client}.creating-", dir=engagement.root))
+    try:
+        engagement.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{client}.creating-", dir=engagement.root))
+    except OSError as err:
+        raise FtkitError(f"Cannot create an engagement under {engagement.root}: {err.strerror}. Make the folder "
+                         f"writable or pass another --root.") from None
     try:
         (staging / "data").mkdir()
         hashes = {}
@@ -80,6 +84,11 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
         atomic_write_json(staging / "intake.json", {"files": hashes,
                                                     "sources": {f"data/{n}": str(s) for s, n in zip(sources, names)}})
         staging.rename(engagement.path)
+    except OSError as err:  # full disk or unwritable root: nothing half-made stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FtkitError(f"Cannot create engagement '{client}' under {engagement.root}: {err.strerror} "
+                         f"({err.filename or 'copying the data'}). Free disk space or fix permissions and run "
+                         f"`ftkit new` again; nothing was created.") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftkit.errors import EngagementLocked
+from ftkit.errors import EngagementLocked, FtkitError
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,8 +61,16 @@ def engagement_lock(lock_path: Path, purpose: str):
                 f"Engagement '{lock_path.parent.name}' is busy: ftkit process {holder.get('pid')} on {holder.get('host')} "
                 f"has been running '{holder.get('purpose')}' since {holder.get('since')}. Wait for it to finish "
                 f"(or stop it); a lock left by a killed process is cleared automatically.") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(info, handle)
+        except OSError as err:  # read-only folder, full inode table
+            raise FtkitError(f"Cannot lock engagement '{lock_path.parent.name}' ({lock_path}): {err.strerror}. "
+                             f"Make the engagement folder writable or free disk space, then run again.") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(info, handle)
+        except OSError as err:  # full disk: an empty lock file would block the engagement for no one
+            lock_path.unlink(missing_ok=True)
+            raise FtkitError(f"Cannot write the engagement lock {lock_path}: {err.strerror}. Free disk space, "
+                             f"then run again.") from None
         break
     try:
         yield info

@@ -177,6 +177,20 @@ def preview(config, spec: PromptSpec, record: dict, tokenizer=None) -> dict:
     return out
 
 
+def shown_prompt(prompt: dict) -> str:
+    """The first test prompt as the notebook (and so report.html) prints it, PII masked with the data audit's
+    masker; ``prompt.json`` keeps it exact, because evaluation reproduces the baseline from it.
+
+    >>> shown_prompt({"example_prompt": "", "example_messages": [{"role": "user", "content": "mail a@b.com"}]})
+    '[user] mail a***@b***.com'
+    """
+    from ftkit.data.pii import mask
+
+    if prompt.get("example_prompt"):
+        return mask(prompt["example_prompt"])
+    return "\n".join(f"[{m.get('role')}] {mask(str(m.get('content', '')))}" for m in prompt.get("example_messages", []))
+
+
 def load_splits(run, max_examples: int = 0, phase: str = "data_audit") -> dict[str, list[dict]]:
     """The data audit's latest train/validation/test splits (recorded as inputs) and ``scored``: the first
     ``max_examples`` test records (all when 0). Validation is optional; an empty test split is an error."""

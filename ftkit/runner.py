@@ -110,22 +110,30 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
 
 
 def recover_abandoned_runs(engagement: Engagement) -> list[str]:
-    """Mark runs left 'running' by a killed process as 'abandoned' and record them in the audit log.
+    """Mark runs that a killed process left unrecorded as 'abandoned' and record them in the audit log.
 
-    Called under the engagement lock, so no live process owns them. Their folders stay as evidence;
-    ``latest`` never pointed at them.
+    A run is unrecorded when the audit log has no entry for it: killed while running, or killed in the last
+    moment between writing its manifest and appending its ``run_finished`` entry (its status.json may even say
+    succeeded). Called under the engagement lock, so no live process owns them. Their folders stay as evidence;
+    ``latest`` never pointed at them (it moves only after the audit entry).
     """
+    recorded = {(e.get("phase"), e.get("run_id")) for e in audit.read_entries(engagement.audit_path)
+                if e.get("event") in ("run_finished", "run_abandoned")}
     abandoned = []
     for phase in ordered():
         for run_id in engagement.run_ids(phase):
+            if (phase.name, run_id) in recorded:
+                continue
             run_dir = engagement.runs_dir(phase) / run_id
             status = _read_json_or_empty(run_dir / "status.json")
-            if status.get("status") in ("running", "interrupted", None) and not (run_dir / MANIFEST_FILE).exists():
-                if status.get("status") != "interrupted":
-                    _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
-                                  "the process running this phase stopped before it finished (killed or crashed)")
-                audit.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id)
-                abandoned.append(f"{phase.name}/{run_id}")
+            if status.get("status") != "interrupted":  # Ctrl-C already wrote its own status
+                stage = ("after writing its manifest, before it was recorded in the audit log"
+                         if (run_dir / MANIFEST_FILE).exists() else "before it finished")
+                _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
+                              f"the process running this phase stopped {stage} (killed or crashed)")
+            audit.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id,
+                               previous_status=status.get("status") or "none")
+            abandoned.append(f"{phase.name}/{run_id}")
     return abandoned
 
 
@@ -164,14 +172,48 @@ def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None
     notebook = notebook_for(phase, engagement)
     params = validate(notebook, overrides or {}, phase.name)
     run_id = new_run_id()
-    run_dir = engagement.runs_dir(phase) / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is never reused
-    shutil.copyfile(engagement.config_path, run_dir / SNAPSHOT_FILE)
     started = _now()
+    run_dir = _start_run_dir(engagement, phase, run_id, started)
     output_nb = run_dir / phase.notebook
-    _write_status(run_dir, "running", started, "", "")
-
     t0 = time.perf_counter()
+    try:
+        outcome = _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output_nb, started, t0,
+                                  cell_timeout_s, progress)
+    except FtkitError as err:  # e.g. the disk filled up while the evidence was being written
+        raise FtkitError(f"{err} The run folder {run_dir} keeps what was written; the next `ftkit run` "
+                         f"marks it abandoned, and `latest` still points at the previous good run.") from err
+    if outcome.succeeded:
+        engagement.set_latest(phase, run_id)  # only now, after the audit entry: a failed run never moves `latest`
+    return outcome
+
+
+def _start_run_dir(engagement: Engagement, phase: Phase, run_id: str, started: str) -> Path:
+    """Create the run folder with its settings snapshot and a 'running' status.
+
+    A full disk or a read-only folder fails here, before anything runs: the half-made folder holds no evidence,
+    so it is removed (no truncated snapshot is left behind) and the error says what to do.
+    """
+    run_dir = engagement.runs_dir(phase) / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)  # a run folder is never reused
+    except OSError as err:
+        raise FtkitError(f"Cannot create the run folder {run_dir}: {err.strerror or err}. Free disk space or make "
+                         f"{engagement.path} writable, then run again; nothing was recorded.") from None
+    try:
+        shutil.copyfile(engagement.config_path, run_dir / SNAPSHOT_FILE)
+        _write_status(run_dir, "running", started, "", "")
+    except (OSError, FtkitError) as err:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise FtkitError(f"Cannot start the {phase.name} run in {run_dir}: {reason}. Free disk space or make "
+                         f"{engagement.path} writable, then run again; nothing was recorded.") from None
+    return run_dir
+
+
+def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output_nb, started, t0,
+                    cell_timeout_s, progress) -> RunOutcome:
+    """Execute, decide the status, scan for secrets, then write the report, status, manifest and audit entry:
+    everything but moving `latest`, which the caller does last."""
     status, error = _execute(notebook, output_nb, run_dir, engagement, params, cell_timeout_s, progress)
     t_exec = time.perf_counter() - t0
     if status == "succeeded" and not (run_dir / RESULTS_FILE).is_file():
@@ -196,8 +238,6 @@ def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None
     audit.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status=status,
                        manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error=error[:500])
     t_manifest = time.perf_counter() - t2
-    if status == "succeeded":
-        engagement.set_latest(phase, run_id)  # only now: a failed run never moves `latest`
     return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,
                       results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest})
 

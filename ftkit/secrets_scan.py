@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from ftkit.fsutil import atomic_write_bytes
+
 # Names like OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD, aws_secret_access_key: judged by their word parts, so
 # max_tokens, tokenizer, label_key or PWD (the shell's working directory) are not secrets, and api_key_env (the *name* of a variable) is allowed.
 _SECRET_WORDS = {"secret", "token", "password", "passwd", "credential", "credentials", "apikey", "auth",
@@ -54,7 +56,6 @@ def scan_and_redact(folder: Path, environ: dict | None = None) -> list[str]:
         for name in found:
             data = data.replace(secrets[name], REDACTED)
             hits.append(f"the value of ${name} in {path.relative_to(folder).as_posix()}")
-        tmp = path.with_name(path.name + ".redact.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        # Atomic: a full disk mid-redaction leaves the file as it was (and no stray temp file), never half of it.
+        atomic_write_bytes(path, data)
     return hits

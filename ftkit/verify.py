@@ -40,6 +40,9 @@ def verify_engagement(engagement: Engagement) -> tuple[list[str], int]:
         if issue:
             continue
         manifest = read_json(manifest_path)
+        if entry.get("status") != manifest.get("status"):  # the last line has no successor to break the chain
+            problems.append(f"audit.jsonl says run {entry.get('run_id')} {entry.get('status')}, but its manifest says "
+                            f"{manifest.get('status')}: the audit entry was rewritten")
         for rel, digest in manifest.get("outputs", {}).items():
             checked += 1
             problems += _check_file(run_dir / rel, digest, engagement.relative(run_dir) + "/" + rel, "run output")

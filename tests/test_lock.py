@@ -44,3 +44,39 @@ def test_nested_use_in_the_same_process_is_refused(tmp_path):
             with engagement_lock(lock, "inner"):
                 pass
     assert not lock.exists()
+
+
+def test_two_real_runs_at_once_the_second_is_refused_naming_the_first(make_engagement, capsys):
+    """Two `ftkit run` on one engagement: the second (started while the first holds the lock) exits 1 with a
+    one-paragraph message naming the first's pid, creates no run folder, and the first finishes normally."""
+    import time
+
+    from engagement_helpers import fork_notebook
+    from ftkit.cli import main
+    from ftkit.lock import read_lock
+    from ftkit.verify import verify_engagement
+    from hardening_helpers import assert_one_paragraph
+
+    engagement = make_engagement()
+    fork_notebook(engagement, "01_suitability", [
+        "from ftkit.phase_run import PhaseRun\nrun = PhaseRun.open('suitability', engagement_dir, run_dir)\n"
+        "run.finish(headline={'ok': 1})"])
+    argv = ["run", engagement.slug, "--phase", "suitability", "--root", str(engagement.root)]
+    first = subprocess.Popen([sys.executable, "-m", "ftkit.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (read_lock(engagement.lock_path) or {}).get("pid") != first.pid:
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never took the lock"
+            time.sleep(0.01)
+        assert main(argv) == 1
+        assert_one_paragraph(capsys.readouterr().err, f"ftkit process {first.pid}", "busy", "Wait for it")
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert len(engagement.run_ids("suitability")) == 1  # the refused run left nothing behind
+    assert not engagement.lock_path.exists()
+    assert verify_engagement(engagement)[0] == []

@@ -61,6 +61,7 @@ _register("file.encoding", "error", "not UTF-8", "Re-save the file as UTF-8 (wit
 _register("file.not_a_list", "error", "one JSON object, not a list of records", "Save the records as a JSON array or as JSONL (one object per line).")
 _register("file.unknown_format", "error", "format not recognised", "Use chat (messages), alpaca (instruction/output), sharegpt (conversations), prompt/completion or CSV, or pass --format.")
 _register("file.invalid_json", "error", "JSON array cannot be parsed", "Fix the JSON at the position named (a validator such as `python -m json.tool` shows it).")
+_register("file.invalid_csv", "error", "CSV cannot be parsed", "Quote fields that contain line breaks or carriage returns (any spreadsheet's CSV export does), then check the line named.")
 _register("file.no_records", "error", "no usable records", "The file contains no records that could be read; see the other issues.")
 _register("file.mostly_invalid", "error", "most lines are not JSON", "Is it pretty-printed JSON? Write one JSON object per line (JSONL) or a JSON array.")
 _register("file.trailing_data", "warning", "data after the end of the JSON array", "Remove what follows the closing ']'.")

@@ -97,7 +97,9 @@ def shingle_hashes(texts: list[str], max_chars: int = 20_000) -> tuple[np.ndarra
     computed for all words at once from prefix sums (``sum b_j P^j``, mod 2^64). Texts with fewer than 3 words
     contribute their words as 1-grams. Only the first ``max_chars`` characters count (bounds the work).
     """
-    data = "\x00".join(t[:max_chars].lower() for t in texts).encode("utf-8")
+    # NUL separates the texts, so a NUL inside one (an escaped "\u0000" in the client's JSON) becomes a space:
+    # otherwise it would start a phantom text and shift every later text's index.
+    data = "\x00".join(t[:max_chars].lower().replace("\x00", " ") for t in texts).encode("utf-8")
     b = np.frombuffer(data, dtype=np.uint8)
     text_id = np.cumsum(b == 0, dtype=np.int64)  # separator count before each byte = index of its text
     is_word = _WORD_BYTE[b]

@@ -12,6 +12,8 @@ Nothing here ever returns or stores a raw value: hits carry offsets and a *maske
 [('email', 'j***@e***.com'), ('phone', '+** ** **** **58')]
 >>> redact("card 4111 1111 1111 1111 please")
 'card [CARD] please'
+>>> mask("call +44 20 7946 0958")
+'call +** ** **** **58'
 """
 from __future__ import annotations
 
@@ -270,6 +272,24 @@ def redact(text: str, hits: list[PiiHit] | None = None) -> str:
     for hit in hits:
         out.append(text[pos:hit.start])
         out.append(DETECTORS[hit.kind].placeholder)
+        pos = hit.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def mask(text: str) -> str:
+    """``text`` whole, with every PII hit replaced by its masked form (``j***@e***.com``): for showing client
+    inputs and model answers in reports, where the reader needs the gist but not the person.
+
+    >>> mask("Write to jane.doe@example.com, card 4111 1111 1111 1111.")
+    'Write to j***@e***.com, card **** **** **** 1111.'
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    out, pos = [], 0
+    for hit in find_pii(text):
+        out.append(text[pos:hit.start])
+        out.append(hit.masked)
         pos = hit.end
     out.append(text[pos:])
     return "".join(out)

@@ -284,6 +284,8 @@ def _read_csv(path: Path, info: Sniff) -> Iterator[RawItem]:
         header = next(reader)
     except StopIteration:
         return
+    except csv.Error as err:  # e.g. a bare carriage return in the header row
+        raise _csv_problem(path, reader.line_num, err) from None
     header = [h.strip() for h in header]
     start = reader.line_num + 1
     try:
@@ -302,8 +304,11 @@ def _read_csv(path: Path, info: Sniff) -> Iterator[RawItem]:
                 continue
             yield RawItem(line_no, dict(zip(header, row)))
     except csv.Error as err:
-        raise FileProblem("file.invalid_json", f"{path}: CSV cannot be parsed at line {reader.line_num}: {err}; "
-                          f"check the quoting there.") from None
+        raise _csv_problem(path, reader.line_num, err) from None
+
+
+def _csv_problem(path: Path, line: int, err: csv.Error) -> FileProblem:
+    return FileProblem("file.invalid_csv", f"{path}: CSV cannot be parsed at line {line}: {err}; check the quoting there.")
 
 
 _READERS = {"jsonl": _read_jsonl, "json_array": _read_json_array, "csv": _read_csv}

@@ -1,7 +1,8 @@
 """Blind A/B human review: export rating sheets, import filled ones, compute the win rate.
 
 Export: each item shows the input and two outputs, "output 1" and "output 2", whose order (baseline or
-fine-tuned first) is drawn per item from a seeded RNG, so raters cannot learn a position. The sheet goes out
+fine-tuned first) is drawn per item from a seeded RNG, so raters cannot learn a position; PII in them is masked
+as in the data audit (``j***@e***.com``), so the sheet can go to reviewers outside the data team. The sheet goes out
 twice with the same items: ``ab_sheet.csv`` (spreadsheet) and ``ab_sheet.html`` (a self-contained form, no
 external scripts, that downloads the filled CSV). Which output is which is only in ``ab_key.json``, kept by
 the consultant. Items whose two outputs are identical are left out (a rater can only call them a tie).
@@ -23,6 +24,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftkit.data.pii import mask
 from ftkit.errors import DataError
 from ftkit.fsutil import atomic_write_json, atomic_write_text
 
@@ -64,8 +66,10 @@ def build_sheet(items: list[PairItem], n_items: int, seed: int = 0, context: dic
     for k, (item, first) in enumerate(zip(chosen, firsts), start=1):
         second = SYSTEMS[1 - SYSTEMS.index(first)]
         item_id = f"{sheet_id}-{k:03d}"
-        rows.append({"item_id": item_id, "input": item.input, "output_1": getattr(item, first),
-                     "output_2": getattr(item, second), "choice": "", "comment": ""})
+        # Raters (often outside the client's data team) see PII masked; the sheet id above is computed from the
+        # raw outputs, so masking never changes which key a filled sheet belongs to.
+        rows.append({"item_id": item_id, "input": mask(item.input), "output_1": mask(getattr(item, first)),
+                     "output_2": mask(getattr(item, second)), "choice": "", "comment": ""})
         key_items.append({"item_id": item_id, "example_id": item.example_id, "first": first})
     key = {"sheet_id": sheet_id, "seed": seed, "n_items": len(rows), "n_candidates": len(items),
            "n_identical_excluded": len(items) - len(differing), "choices": sorted(CHOICES),

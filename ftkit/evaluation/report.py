@@ -62,10 +62,18 @@ def side_by_side(records: list[dict], old_preds: list, new_preds: list, old_scor
     picked = gains[:n_gain] + losses[:n_loss]
     picked += same[:max(0, k - len(picked))]
     picked += [i for i in gains[n_gain:] + losses[n_loss:] if i not in picked][:max(0, k - len(picked))]
-    return [{"id": new_preds[i].id, "input": _clip(user_text(records[i])), "reference": _clip(new_preds[i].reference),
-             "baseline": _clip(old_preds[i].output), "fine-tuned": _clip(new_preds[i].output),
+    return [{"id": new_preds[i].id, "input": _shown(user_text(records[i])), "reference": _shown(new_preds[i].reference),
+             "baseline": _shown(old_preds[i].output), "fine-tuned": _shown(new_preds[i].output),
              f"{metric} (base → ft)": f"{old[i]:.2f} → {new[i]:.2f}",
              "change": "better" if delta[i] > 0 else "worse" if delta[i] < 0 else "same"} for i in picked[:k]]
+
+
+def _shown(text: str) -> str:
+    """What a report may show of a client input or a model answer: PII masked (the data audit's masker; a model
+    can echo an e-mail address it was given), then clipped. Predictions files keep the raw text for scoring."""
+    from ftkit.data.pii import mask
+
+    return _clip(mask(text or ""))
 
 
 def _clip(text: str, limit: int = 240) -> str:
