@@ -15,6 +15,10 @@ from pathlib import Path
 from ftkit.errors import FtkitError
 
 _CHUNK = 1 << 20  # 1 MiB reads keep memory flat on multi-GB model files
+# The only portable way to read the umask is to set it and put it back: done once at import, not per write
+# (the umask is process-wide, and a write may happen while other threads create files).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -39,6 +43,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as err:
         raise FtkitError(f"Cannot write {path}: {err.strerror}. Check the folder exists, is writable and the disk has space.") from err
     try:
+        # mkstemp makes the file owner-only (0600); give it the mode a plain open() would (0666 minus the
+        # umask) so reports and results can be shared like any other file the consultant writes.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -71,3 +71,15 @@ def test_traversal_name_creates_nothing_outside_root(tmp_path):
 def test_missing_engagement_says_how_to_create_it(tmp_path):
     with pytest.raises(FtkitError, match="ftkit new nobody"):
         Engagement.at("nobody", tmp_path)
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path):
+    import os
+    import stat
+
+    from ftkit.fsutil import atomic_write_text
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
