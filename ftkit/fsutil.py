@@ -19,6 +19,7 @@ _CHUNK = 1 << 20  # 1 MiB reads keep memory flat on multi-GB model files
 # (the umask is process-wide, and a write may happen while other threads create files).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+DEFAULT_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file; mkstemp gives 0600
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -45,7 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         # mkstemp makes the file owner-only (0600); give it the mode a plain open() would (0666 minus the
         # umask) so reports and results can be shared like any other file the consultant writes.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, DEFAULT_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ftkit.errors import FtkitError, MissingDependency
+from ftkit.fsutil import DEFAULT_FILE_MODE
 
 # Debian/Ubuntu package names first, then Google Chrome's; FTKIT_CHROMIUM overrides all of them.
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
@@ -50,6 +51,7 @@ def print_to_pdf(html_path: Path, pdf_path: Path, browser: str | None = None) ->
     pdf_path = Path(pdf_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{pdf_path.name}.", suffix=".tmp", dir=pdf_path.parent)
     os.close(fd)
+    os.chmod(tmp, DEFAULT_FILE_MODE)  # mkstemp's 0600 would make the client deliverable owner-only
     try:
         with tempfile.TemporaryDirectory(prefix="ftkit-chromium-") as profile:
             command = [browser, *headless_args(profile), "--no-pdf-header-footer",
