@@ -273,6 +273,9 @@ class _Executor:
             import multiprocessing as mp
 
             _WORKER["opts"] = opts
+            # MinHash permutations come from datasketch, whose import pulls in scipy (~1 s): load them once
+            # here so the forked workers inherit them instead of each importing it again.
+            dup._permutations(dup.NUM_PERM, dup.SEED)
             saved = os.environ.get("TOKENIZERS_PARALLELISM")
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # each worker tokenizes on one core; no rayon after fork
             try:

@@ -35,9 +35,12 @@ def assign_splits(keys: list[bytes], labels: list[str | None], groups: list[int]
         members[g].append(i)
     strata: dict[str, list[tuple[bytes, list[int]]]] = defaultdict(list)
     for idxs in members.values():
-        counts = Counter(labels[i] for i in idxs)
-        label = min(counts, key=lambda lab: (-counts[lab], str(lab)))  # majority label; ties by name
-        rep = min(keys[i] for i in idxs)
+        if len(idxs) == 1:  # nearly every group: skip the Counter (it dominated this loop on 100k records)
+            label, rep = labels[idxs[0]], keys[idxs[0]]
+        else:
+            counts = Counter(labels[i] for i in idxs)
+            label = min(counts, key=lambda lab: (-counts[lab], str(lab)))  # majority label; ties by name
+            rep = min(keys[i] for i in idxs)
         strata[str(label)].append((_order_key(seed, rep), idxs))
     names = [n for n in SPLIT_NAMES if fractions.get(n, 0) > 0] + [n for n in fractions if n not in SPLIT_NAMES and fractions[n] > 0]
     out = [""] * len(keys)
@@ -46,8 +49,9 @@ def assign_splits(keys: list[bytes], labels: list[str | None], groups: list[int]
         total = sum(len(idxs) for _, idxs in items)
         target = {n: fractions[n] * total for n in names}
         count = dict.fromkeys(names, 0)
+        rank = {n: -k for k, n in enumerate(names)}  # ties go to the earlier split name
         for _, idxs in items:
-            name = max(names, key=lambda n: (target[n] - count[n], -names.index(n)))
+            name = max(names, key=lambda n: (target[n] - count[n], rank[n]))
             count[name] += len(idxs)
             for i in idxs:
                 out[i] = name
