@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from functools import lru_cache
+from typing import Any, Callable, Iterator
 
 _PLACEHOLDER = re.compile(r"\{\{\s*[\w.]+\s*\}\}")
 _HTML = re.compile(r"</?(?:div|span|p|br|table|tr|td|a|img|ul|li|ol|h[1-6]|b|i|strong|em|pre|code)\b[^>]{0,200}>"
@@ -76,20 +77,23 @@ def _first_match(msgs: list[dict], test: Callable[[str], object]) -> tuple[int, 
 
 
 def _check_content(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
-    # Prefilters ('{{' in text) keep the regexes off the ~99 % of texts that cannot match.
-    hit = _first_match(msgs, lambda t: "{{" in t and _PLACEHOLDER.search(t))
+    # Prefilters ('{{' in text) keep the regexes off the ~99 % of texts that cannot match; they run once on all
+    # messages joined ("\n" is neither a control character here nor part of any pattern), and only a record
+    # that may match is searched message by message for the first hit.
+    joined = "\n".join(m["content"] for m in msgs)
+    hit = "{{" in joined and _first_match(msgs, lambda t: "{{" in t and _PLACEHOLDER.search(t))
     if hit:
         i, m = hit
         yield "content.placeholder", f"message {i + 1} contains the unfilled placeholder {m.group()}", i, m.start()
-    hit = _first_match(msgs, lambda t: ("<" in t or "&" in t) and _HTML.search(t))
+    hit = ("<" in joined or "&" in joined) and _first_match(msgs, lambda t: ("<" in t or "&" in t) and _HTML.search(t))
     if hit:
         i, m = hit
         yield "content.html", f"message {i + 1} contains HTML ({m.group()[:20]})", i, m.start()
-    hit = _first_match(msgs, lambda t: "\ufffd" in t)
+    hit = "\ufffd" in joined and _first_match(msgs, lambda t: "\ufffd" in t)
     if hit:
         i = hit[0]
         yield "content.mojibake", f"message {i + 1} contains U+FFFD replacement characters", i, msgs[i]["content"].index("\ufffd")
-    hit = _first_match(msgs, lambda t: _CONTROL.search(t))
+    hit = _CONTROL.search(joined) and _first_match(msgs, lambda t: _CONTROL.search(t))
     if hit:
         i, m = hit
         yield "content.control_chars", f"message {i + 1} contains control character {m.group()!r}", i, m.start()
@@ -174,9 +178,8 @@ def _check_task(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
         return
     i, msg = answer
     if task.type == "structured_output":
-        try:
-            obj = json.loads(msg["content"])
-        except ValueError as err:
+        obj, err = parse_answer(msg["content"])
+        if err is not None:
             yield "answer.invalid_json", f"the answer (message {i + 1}) is not valid JSON: {err}", i, 0
             return
         if not isinstance(obj, dict):
@@ -194,6 +197,17 @@ def _check_task(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
             yield "label.unknown", f"label {label!r} is not one of task.labels ({', '.join(task.labels[:8])})", i, 0
 
 
+@lru_cache(maxsize=4096)
+def parse_answer(text: str) -> tuple[Any, str | None]:
+    """(parsed JSON, None) or (None, the parse error). Cached: structured answers repeat heavily (a triage set
+    has a few dozen distinct answers), and both the task check and the label read them. Callers must not
+    mutate the returned object (it is shared)."""
+    try:
+        return json.loads(text), None
+    except ValueError as err:
+        return None, str(err)
+
+
 def derive_label(msgs: list[dict], task: TaskContext, explicit: str | None = None) -> str | None:
     """The class label of an example: explicit, the JSON answer's ``label_field``, or (classification) the answer.
 
@@ -207,9 +221,8 @@ def derive_label(msgs: list[dict], task: TaskContext, explicit: str | None = Non
         return None
     text = answer[1]["content"].strip()
     if task.label_field:
-        try:
-            obj = json.loads(text)
-        except ValueError:
+        obj, err = parse_answer(text)
+        if err is not None:
             return None
         value = obj.get(task.label_field) if isinstance(obj, dict) else None
         return str(value) if isinstance(value, (str, int, bool)) else None
