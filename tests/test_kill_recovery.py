@@ -73,6 +73,25 @@ def test_a_phase_killed_mid_execution_leaves_evidence_intact_and_the_rerun_succe
     _rerun_recovers(engagement, phase, before, {orphan})
 
 
+@pytest.fixture
+def full_chain_copy(tiny_chain, tmp_path):
+    """A private copy of the tiny engagement with every phase succeeded once."""
+    tiny_chain.through("suitability")
+    tiny_chain.through("deployment_plan")
+    return tiny_chain.copy(tmp_path)
+
+
+@pytest.mark.parametrize("phase", ["training", "evaluation", "deployment_plan"])
+def test_a_model_phase_killed_mid_execution_leaves_evidence_intact_and_the_rerun_succeeds(full_chain_copy, phase):
+    """The same for the phases that load, train and export models (tiny model): a kill mid-notebook leaves partial
+    checkpoints, adapters or exports only inside the orphan's own folder."""
+    engagement = full_chain_copy
+    before = _state(engagement)
+    orphan = _run_and_kill(engagement, phase, "mid_execution")
+    _assert_untouched(engagement, before, {orphan})
+    _rerun_recovers(engagement, phase, before, {orphan})
+
+
 def test_runs_killed_around_kernel_start_and_while_recording_leave_evidence_intact(make_engagement):
     """The moments the runner owns (the same for every phase), on a quick forked notebook: at kernel start, inside
     the atomic writes of report.html and manifest.json, and between the manifest and the audit entry. One kill
