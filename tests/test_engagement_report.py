@@ -352,12 +352,3 @@ def test_pdf_export_without_a_browser_names_what_to_install(engagement_with, mon
     assert not (engagement.report_dir / "engagement.pdf").exists()
     assert main(["report", engagement.slug, "--root", str(engagement.root), "--pdf"]) == 1
     assert (engagement.report_dir / "index.html").is_file()  # the HTML report is still rebuilt
-
-
-@pytest.mark.parametrize("name", ["ftkit.doc_index", "ftkit.report_summary"])
-def test_doctests(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.failed == 0 and result.attempted > 0

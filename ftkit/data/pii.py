@@ -265,16 +265,20 @@ def _find_pii(text: str, kinds: tuple[str, ...] | None = None) -> list[PiiHit]:
     return hits
 
 
-def redact(text: str, hits: list[PiiHit] | None = None) -> str:
-    """``text`` with every hit replaced by a placeholder such as ``[EMAIL]``."""
-    hits = find_pii(text) if hits is None else hits
+def _replace_hits(text: str, hits: list[PiiHit], replacement: Callable[[PiiHit], str]) -> str:
+    """``text`` with each hit's span (hits sorted, non-overlapping, as find_pii returns them) replaced."""
     out, pos = [], 0
     for hit in hits:
         out.append(text[pos:hit.start])
-        out.append(DETECTORS[hit.kind].placeholder)
+        out.append(replacement(hit))
         pos = hit.end
     out.append(text[pos:])
     return "".join(out)
+
+
+def redact(text: str, hits: list[PiiHit] | None = None) -> str:
+    """``text`` with every hit replaced by a placeholder such as ``[EMAIL]``."""
+    return _replace_hits(text, find_pii(text) if hits is None else hits, lambda h: DETECTORS[h.kind].placeholder)
 
 
 def mask(text: str) -> str:
@@ -286,13 +290,7 @@ def mask(text: str) -> str:
     """
     if not isinstance(text, str) or not text:
         return text
-    out, pos = [], 0
-    for hit in find_pii(text):
-        out.append(text[pos:hit.start])
-        out.append(hit.masked)
-        pos = hit.end
-    out.append(text[pos:])
-    return "".join(out)
+    return _replace_hits(text, find_pii(text), lambda h: h.masked)
 
 
 def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:

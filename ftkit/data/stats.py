@@ -29,8 +29,10 @@ _SCRIPTS = {  # Unicode blocks -> script name; ASCII text is "Latin"
 def dominant_script(text: str, sample: int = 2000) -> str:
     """The script most non-ASCII letters of ``text`` belong to ('Latin' when (nearly) all ASCII).
 
-    >>> dominant_script("hello"), dominant_script("привет мир"), dominant_script("日本語のテキスト")
+    >>> dominant_script("hello"), dominant_script("привет мир"), dominant_script("中文文本")
     ('Latin', 'Cyrillic', 'CJK')
+    >>> dominant_script("日本語のテキスト")  # 3 kanji, 5 kana
+    'Japanese kana'
     """
     text = text[:sample]
     if text.isascii():

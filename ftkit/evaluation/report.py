@@ -144,7 +144,6 @@ def tell_client(v, rows: dict[str, dict], headline: str, n: int, forgetting: dic
     return base + sig + crit + outcome + extra
 
 
-
 def prompt_mismatch_finding(n_shots: int) -> tuple | None:
     """A warning when the baseline prompt carries few-shot examples: training uses the zero-shot conversation
     (system + user), which is also what the model will be served with."""
