@@ -44,13 +44,41 @@ def text_key(text: str) -> bytes:
 def conversation_keys(messages: list[dict]) -> tuple[bytes, bytes, bytes]:
     """(whole-conversation key, prompt key, answer key). The prompt is every message before the last assistant
     message; two records with the same prompt key and different answer keys conflict. The whole key is derived
-    from the two others (and any trailing turns) so each text is normalised once."""
+    from the two others (and any trailing turns) so each text is normalised once.
+
+    The prompt key is ``text_key`` of the messages joined as ``role \x1f content \x1e ...``; the separators
+    are whitespace to ``str.split``, so that equals the per-message normalised texts joined by spaces, which
+    lets the normalised text of a recurring message (the system prompt) be cached.
+
+    >>> msgs = [{"role": "system", "content": "Be  brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    >>> conversation_keys(msgs)[1] == text_key("system\x1fBe  brief.\x1euser\x1fHi")
+    True
+    """
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
-    prompt = text_key("\x1e".join(m["role"] + "\x1f" + m["content"] for m in messages[:last]))
-    answer = text_key(messages[last]["content"]) if last < len(messages) else text_key("")
+    parts = [p for m in messages[:last] for p in (m["role"].lower(), _normalised(m["content"])) if p]
+    prompt = hashlib.blake2b(" ".join(parts).encode("utf-8"), digest_size=16).digest()
+    answer = _text_key_short(messages[last]["content"]) if last < len(messages) else text_key("")
     tail = "\x1e".join(m["role"] + "\x1f" + m["content"] for m in messages[last + 1:])
     whole = hashlib.blake2b(prompt + answer + (text_key(tail) if tail else b""), digest_size=16).digest()
     return whole, prompt, answer
+
+
+def _normalised(text: str) -> str:
+    return _normalised_cached(text) if len(text) <= 2048 else normalise_text(text)
+
+
+@lru_cache(maxsize=1024)
+def _normalised_cached(text: str) -> str:
+    return normalise_text(text)  # system prompts and stock answers recur in every record
+
+
+def _text_key_short(text: str) -> bytes:
+    return _text_key_cached(text) if len(text) <= 2048 else text_key(text)
+
+
+@lru_cache(maxsize=4096)
+def _text_key_cached(text: str) -> bytes:
+    return text_key(text)  # classification and structured answers: a few dozen distinct ones
 
 
 def near_dup_text(messages: list[dict]) -> str:

@@ -21,6 +21,7 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
                   "bing": "assistant", "chatgpt": "assistant", "bard": "assistant", "observation": "tool",
                   "tool": "tool", "function_call": "assistant"}
 CHAT_RECORD_KEYS = {"messages", "tools", "functions", "parallel_tool_calls", "id", "label", "metadata"}
+_PLAIN_ROLES = frozenset(CHAT_ROLES)
 MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "weight", "refusal"}
 PROMPT_KEYS = ("prompt", "question", "input", "query", "text")
 COMPLETION_KEYS = ("completion", "answer", "output", "response", "label", "category", "intent", "target")
@@ -133,6 +134,8 @@ def _normalise_chat(obj: dict, ctx: NormaliseContext, ex: Example) -> None:
 
 
 def _normalise_message(msg: Any, i: int, ex: Example) -> dict | None:
+    if type(msg) is dict and len(msg) == 2 and type(msg.get("content")) is str and msg.get("role") in _PLAIN_ROLES:
+        return msg  # the common case, {"role", "content": str}: already normal (a fresh object from the parser)
     where = f"message {i}"
     if not isinstance(msg, dict):
         ex.problem("message.not_object", f"{where} is {type(msg).__name__}, not an object", fatal=True)

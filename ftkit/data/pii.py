@@ -47,7 +47,10 @@ class Detector:
 # Numbers worth a closer look: a digit, 6+ digits/separators, a digit. Scanning for these once (~10 ns/char)
 # and running the number detectors only around them is ~5x cheaper than running each detector on all text.
 _DIGIT_RUN = re.compile(r"[0-9][0-9 ().+-]{6,}[0-9]")
-_IP_HINT = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-fA-F]:[0-9a-fA-F]{1,4}:")
+# Each starts with a literal, which Python's regex engine finds by fast scanning (the old combined hint began
+# with a character class that every hex letter of English text matched: ~9x slower).
+_IPV4_HINT = re.compile(r"\.[0-9]{1,3}\.")
+_IPV6_HINT = re.compile(r":[0-9a-fA-F]{1,4}:")
 _KEY_HINTS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_", "PRIVATE KEY", "eyJ")
 _SECRET_HINTS = ("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey", "access_token", "access-token")
 
@@ -145,6 +148,25 @@ def _has_digit(text: str) -> bool:
     return _DIGITS.search(text) is not None
 
 
+def _has_key_hint(text: str) -> bool:
+    for hint in _KEY_HINTS:  # a plain loop: a generator in any() costs more than the substring scans
+        if hint in text:
+            return True
+    return False
+
+
+def _has_secret_hint(text: str) -> bool:
+    lower = text.lower()
+    for hint in _SECRET_HINTS:
+        if hint in lower:
+            return True
+    return False
+
+
+def _has_ip_hint(text: str) -> bool:
+    return _IPV4_HINT.search(text) is not None or (":" in text and _IPV6_HINT.search(text) is not None)
+
+
 _PLACEHOLDER_WORDS = ("your", "example", "xxx", "***", "<", ">", "$", "{", "}", "(", ")", "[", "env", "process.",
                       "os.", "password", "secret", "changeme", "dummy", "string", "test", "sample", "placeholder")
 
@@ -181,13 +203,13 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
     Detector("email", lambda t: "@" in t,
              re.compile(r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"),
              _always, _mask_email, "[EMAIL]"),
-    Detector("api_key", lambda t: any(h in t for h in _KEY_HINTS),
+    Detector("api_key", _has_key_hint,
              re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b"
                         r"|\bgithub_pat_[A-Za-z0-9_]{40,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b"
                         r"|\bhf_[A-Za-z0-9]{30,}\b|-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"
                         r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
              _always, _mask_secret, "[API_KEY]"),
-    Detector("credential", lambda t: any(h in t.lower() for h in _SECRET_HINTS),
+    Detector("credential", _has_secret_hint,
              re.compile(r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"),
              _secret_value_valid, _mask_secret, "[SECRET]"),
     Detector("iban", _has_digit, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
@@ -198,7 +220,7 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
              re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b(?!\s*=)"  # US SSN with dashes
                         r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),  # UK NI number
              _always, _mask_national_id, "[NATIONAL_ID]", margin=6),
-    Detector("ip", lambda t: _IP_HINT.search(t) is not None,
+    Detector("ip", _has_ip_hint,
              re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|[\w-])"
                         r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
              _ip_valid, _mask_ip, "[IP]"),
@@ -250,10 +272,15 @@ def _find_pii(text: str, kinds: tuple[str, ...] | None = None) -> list[PiiHit]:
     taken: list[tuple[int, int]] = []
     runs = None
     for kind, det in DETECTORS.items():
-        if (kinds and kind not in kinds) or not det.prefilter(text):
+        if kinds and kind not in kinds:
             continue
-        if det.margin is not None and runs is None:
-            runs = [m.span() for m in _DIGIT_RUN.finditer(text)]
+        if det.margin is not None:  # number detectors look only around digit runs: none, nothing to do
+            if runs is None:
+                runs = [m.span() for m in _DIGIT_RUN.finditer(text)]
+            if not runs:
+                continue
+        if not det.prefilter(text):
+            continue
         for match in _matches(det, text, runs):
             start, end = match.span()
             value = match.group()

@@ -18,7 +18,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from ftkit.errors import DataError
 
@@ -47,10 +47,11 @@ class FileProblem(DataError):
         super().__init__(message)
 
 
-@dataclass
-class RawItem:
+class RawItem(NamedTuple):
     """One record as read: ``data`` is the raw line (bytes, JSONL), a decoded value (JSON array) or a row
-    dict (CSV). ``problem`` is set instead when the record itself could not be read (code, message)."""
+    dict (CSV). ``problem`` is set instead when the record itself could not be read (code, message).
+    A named tuple, not a dataclass: chunks of these go to worker processes, and unpickling a tuple is ~8x
+    cheaper."""
 
     line: int
     data: Any = None

@@ -97,11 +97,12 @@ def _check_content(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
     if hit:
         i, m = hit
         yield "content.control_chars", f"message {i + 1} contains control character {m.group()!r}", i, m.start()
-    hit = _first_match(msgs, lambda t: t and t.strip() and (t[0].isspace() or t[-1].isspace()))
-    if hit:
-        i = hit[0]
-        yield "content.whitespace", f"message {i + 1} ({msgs[i]['role']}) starts or ends with whitespace", i, 0
-    if task.control_tokens:
+    for i, m in enumerate(msgs):
+        t = m["content"]
+        if t and (t[0].isspace() or t[-1].isspace()) and t.strip():
+            yield "content.whitespace", f"message {i + 1} ({m['role']}) starts or ends with whitespace", i, 0
+            break
+    if task.control_tokens and any(t in joined for t in task.control_tokens):
         for i, m in enumerate(msgs):
             tok = next((t for t in task.control_tokens if t in m["content"]), None)
             if tok:
