@@ -136,6 +136,11 @@ def _render_texts(tokenizer, conversations: list[list[dict]]) -> list[str | Exce
 def _find_content(text: str, content: str, cursor: int, eot: str | None, is_answer: bool) -> tuple[int, int] | None:
     """(start, end) of ``content`` (or its stripped form) at/after ``cursor``; for an answer, only a place that
     the end-of-turn marker follows (after whitespace), so a short answer is not found inside the header."""
+    pos = text.find(content, cursor) if content else -1
+    if pos >= 0:  # the common case: verbatim at the first place, the marker right after it
+        end = pos + len(content)
+        if not is_answer or eot is None or text.startswith(eot, end):
+            return pos, end
     for needle in dict.fromkeys((content, content.strip())):
         if not needle:
             continue

@@ -35,6 +35,7 @@ from ftkit.data.reader import (FileProblem, RawItem, decode_json_line, explain_s
 from ftkit.data.record_checks import TaskContext, derive_label, final_answer, run_record_checks
 from ftkit.data.dataset_checks import dataset_checks
 from ftkit.data.result import AuditResult, FileSummary
+from ftkit.data.splits import order_key
 from ftkit.data.stats import dominant_script
 from ftkit.errors import UsageError
 
@@ -67,8 +68,8 @@ class ChunkResult:
     metas: list[dict]
     issues: list[Issue]
     signatures: np.ndarray  # (n valid records in the chunk, NUM_PERM) uint32
-    lines: list[str]  # normalised JSON records, one per valid record
-    redacted: list[str]
+    lines: bytes  # normalised JSON records, one line per valid record (UTF-8, one blob: cheap to pass back)
+    redacted: bytes
 
 
 # -- per chunk (runs in a worker process or inline) --------------------------------------------------------
@@ -118,14 +119,15 @@ def _system_excerpt(system: str) -> str:
     return masked_excerpt(system, 0, 100)  # the same few system prompts recur in every record
 
 
-def _meta(line: int, ex_messages: list[dict], label: str | None, ident: str | None) -> dict:
+def _meta(line: int, ex_messages: list[dict], label: str | None, ident: str | None, seed: int) -> dict:
     whole, prompt, answer = dup.conversation_keys(ex_messages)
     chars: dict[str, int] = {}
     for m in ex_messages:
         chars[m["role"]] = chars.get(m["role"], 0) + len(m["content"])
     system = next((m["content"] for m in ex_messages if m["role"] == "system"), None)
     fa = final_answer(ex_messages)
-    return {"line": line, "id": ident, "label": label, "key": whole, "prompt_key": prompt, "answer_key": answer,
+    return {"line": line, "id": ident, "label": label, "key": whole, "order": order_key(seed, whole),
+            "prompt_key": prompt, "answer_key": answer,
             "n_messages": len(ex_messages), "n_turns": sum(1 for m in ex_messages if m["role"] == "assistant"),
             "chars": chars, "answer_chars": len(fa[1]["content"]) if fa else 0,
             "system_excerpt": _system_excerpt(system) if system is not None else None,
@@ -137,6 +139,7 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
     """Everything per record for one chunk; see the module docstring."""
     fmt = FORMATS[fmt_name]
     metas, issues, examples, lines, redacted = [], [], [], [], []
+    seed = int(opts.split.get("seed", 42))
     for item in items:
         obj, problem = _decode(item)
         if problem:
@@ -150,7 +153,7 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
                 excerpt = masked_excerpt(ex.messages[idx]["content"], offset) if idx >= 0 else ""
                 record_issues.append(_issue(code, item.line, msg, excerpt))
         label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
-        meta = _meta(item.line, ex.messages, label, ex.id) if not ex.fatal else {"line": item.line}
+        meta = _meta(item.line, ex.messages, label, ex.id, seed) if not ex.fatal else {"line": item.line}
         if opts.scan_pii and not ex.fatal:
             pii_issues, meta["pii"] = _pii_issues(item.line, ex.messages)
             record_issues += pii_issues
@@ -171,7 +174,11 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
         if opts.redact_pii:
             redacted.append(json.dumps(_redacted(record), ensure_ascii=False) if m["pii"] else lines[-1])
     sigs = dup.minhash_signatures([dup.near_dup_text(ex.messages) for _, ex in usable])
-    return ChunkResult(metas, issues, sigs, lines, redacted)
+    return ChunkResult(metas, issues, sigs, _blob(lines), _blob(redacted))
+
+
+def _blob(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 def _redacted(record: dict) -> dict:
@@ -350,11 +357,9 @@ def _merge(res: ChunkResult, file_index: int, state: dict, summary: FileSummary)
     state["metas"] += res.metas
     state["issues"] += [Issue(summary.path, i.line, i.severity, i.code, i.message, i.excerpt) for i in res.issues]
     state["sigs"].append(res.signatures)
-    for line in res.lines:
-        state["spool"].write(line.encode("utf-8") + b"\n")
+    state["spool"].write(res.lines)
     if state.get("redacted") is not None:
-        for line in res.redacted:
-            state["redacted"].write(line.encode("utf-8") + b"\n")
+        state["redacted"].write(res.redacted)
     summary.n_records += len(res.metas)
     summary.n_valid += sum(1 for m in res.metas if m.get("valid"))
 

@@ -52,7 +52,8 @@ def dataset_checks(result: AuditResult, opts) -> None:
     split = opts.split
     fractions = split_fractions(split.get("train", 0.8), split.get("validation", 0.1), split.get("test", 0.1), bool(test))
     names = assign_splits([metas[i]["key"] for i in pool], [metas[i]["label"] for i in pool],
-                          [group_of[i] for i in pool], fractions, int(split.get("seed", 42)))
+                          [group_of[i] for i in pool], fractions, int(split.get("seed", 42)),
+                          [metas[i]["order"] for i in pool])
     result.splits = dict(zip(pool, names))
     result.splits.update({i: "test" for i in test})
     result.stats = _stats(result, valid)

@@ -73,28 +73,47 @@ def label_profile(labels: list[str | None]) -> dict:
 
 def profile(metas: list[dict]) -> dict:
     """The stats.json block for a list of valid-record metadata dicts (see ftkit.data.audit)."""
-    roles = sorted({r for m in metas for r in m.get("tokens_per_role", {})} | {r for m in metas for r in m["chars"]})
-    has_tokens = any(m.get("n_tokens") is not None for m in metas)
-    systems = Counter(m["system_excerpt"] for m in metas if m["system_excerpt"] is not None)
+    # One pass collecting columns: ~15 comprehensions over 100k dicts cost more than the percentiles.
+    n_messages, n_turns, answer_chars, labels, systems, scripts = [], [], [], [], Counter(), Counter()
+    chars: dict[str, list[int]] = {}
+    tok, n_tokens, answer_tokens, label_tokens = [], [], [], []
+    without_system = 0
+    for m in metas:
+        n_messages.append(m["n_messages"])
+        n_turns.append(m["n_turns"])
+        answer_chars.append(m["answer_chars"])
+        labels.append(m["label"])
+        if m["system_excerpt"] is None:
+            without_system += 1
+        else:
+            systems[m["system_excerpt"]] += 1
+        scripts[m["script"]] += 1
+        for r in m["chars"]:
+            chars.setdefault(r, [])
+        if m.get("n_tokens") is not None:
+            tok.append(m)
+            n_tokens.append(m["n_tokens"])
+            answer_tokens.append(m["answer_tokens"])
+            label_tokens.append(m["n_label_tokens"])
+    token_roles = sorted({r for m in tok for r in m["tokens_per_role"]})
+    roles = sorted(set(chars) | set(token_roles))
     out = {
         "n_examples": len(metas),
-        "messages_per_example": percentiles([m["n_messages"] for m in metas]),
-        "multi_turn_share": round(sum(1 for m in metas if m["n_turns"] > 1) / len(metas), 4) if metas else 0.0,
+        "messages_per_example": percentiles(n_messages),
+        "multi_turn_share": round(sum(1 for t in n_turns if t > 1) / len(metas), 4) if metas else 0.0,
         "chars_per_role": {r: percentiles([m["chars"].get(r, 0) for m in metas]) for r in roles if r != "template"},
-        "answer_chars": percentiles([m["answer_chars"] for m in metas]),
-        "labels": label_profile([m["label"] for m in metas]),
-        "system_prompts": {"distinct": len(systems), "without_system": sum(1 for m in metas if m["system_excerpt"] is None),
+        "answer_chars": percentiles(answer_chars),
+        "labels": label_profile(labels),
+        "system_prompts": {"distinct": len(systems), "without_system": without_system,
                            "top": [{"excerpt": k, "count": v} for k, v in systems.most_common(5)]},
-        "scripts": dict(Counter(m["script"] for m in metas).most_common()),
+        "scripts": dict(scripts.most_common()),
     }
-    if has_tokens:
-        tok = [m for m in metas if m.get("n_tokens") is not None]
-        out["tokens_per_example"] = percentiles([m["n_tokens"] for m in tok])
-        out["tokens_per_role"] = {r: percentiles([m["tokens_per_role"].get(r, 0) for m in tok]) for r in roles
-                                  if any(r in m["tokens_per_role"] for m in tok)}
-        out["answer_tokens"] = percentiles([m["answer_tokens"] for m in tok])
-        out["label_tokens_per_example"] = percentiles([m["n_label_tokens"] for m in tok])
-        out["total_tokens"] = sum(m["n_tokens"] for m in tok)
+    if tok:
+        out["tokens_per_example"] = percentiles(n_tokens)
+        out["tokens_per_role"] = {r: percentiles([m["tokens_per_role"].get(r, 0) for m in tok]) for r in token_roles}
+        out["answer_tokens"] = percentiles(answer_tokens)
+        out["label_tokens_per_example"] = percentiles(label_tokens)
+        out["total_tokens"] = sum(n_tokens)
     return out
 
 
