@@ -36,7 +36,7 @@ from ftkit.data.record_checks import TaskContext, derive_label, final_answer, ru
 from ftkit.data.dataset_checks import dataset_checks
 from ftkit.data.result import AuditResult, FileSummary
 from ftkit.data.splits import order_key
-from ftkit.data.stats import dominant_script
+from ftkit.data.stats import ProfileColumns, dominant_script
 from ftkit.errors import UsageError
 
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024  # below this, forking workers costs more than it saves
@@ -70,6 +70,7 @@ class ChunkResult:
     signatures: np.ndarray  # (n valid records in the chunk, NUM_PERM) uint32
     lines: bytes  # normalised JSON records, one line per valid record (UTF-8, one blob: cheap to pass back)
     redacted: bytes
+    profile: ProfileColumns  # the valid records' profile inputs
 
 
 # -- per chunk (runs in a worker process or inline) --------------------------------------------------------
@@ -174,7 +175,10 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
         if opts.redact_pii:
             redacted.append(json.dumps(_redacted(record), ensure_ascii=False) if m["pii"] else lines[-1])
     sigs = dup.minhash_signatures([dup.near_dup_text(ex.messages) for _, ex in usable])
-    return ChunkResult(metas, issues, sigs, _blob(lines), _blob(redacted))
+    columns = ProfileColumns()
+    for m, _ in usable:
+        columns.add(m)
+    return ChunkResult(metas, issues, sigs, _blob(lines), _blob(redacted), columns)
 
 
 def _blob(lines: list[str]) -> bytes:
@@ -280,9 +284,6 @@ class _Executor:
             import multiprocessing as mp
 
             _WORKER["opts"] = opts
-            # MinHash permutations come from datasketch, whose import pulls in scipy (~1 s): load them once
-            # here so the forked workers inherit them instead of each importing it again.
-            dup._permutations(dup.NUM_PERM, dup.SEED)
             saved = os.environ.get("TOKENIZERS_PARALLELISM")
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # each worker tokenizes on one core; no rayon after fork
             try:
@@ -357,6 +358,7 @@ def _merge(res: ChunkResult, file_index: int, state: dict, summary: FileSummary)
     state["metas"] += res.metas
     state["issues"] += [Issue(summary.path, i.line, i.severity, i.code, i.message, i.excerpt) for i in res.issues]
     state["sigs"].append(res.signatures)
+    state["profile"].merge(res.profile)
     state["spool"].write(res.lines)
     if state.get("redacted") is not None:
         state["redacted"].write(res.redacted)
@@ -394,7 +396,7 @@ def audit_files(files: list[str | Path], options: AuditOptions | None = None,
 
 
 def _audit_all(files, test_files, opts: AuditOptions) -> AuditResult:
-    state = {"metas": [], "issues": [], "sigs": [], "spool": tempfile.TemporaryFile(),
+    state = {"metas": [], "issues": [], "sigs": [], "profile": ProfileColumns(), "spool": tempfile.TemporaryFile(),
              "redacted": tempfile.TemporaryFile() if opts.redact_pii else None}
     summaries = []
     for role, group in (("train", files), ("test", test_files)):
@@ -405,6 +407,6 @@ def _audit_all(files, test_files, opts: AuditOptions) -> AuditResult:
             spool.flush()
     sigs = np.concatenate(state["sigs"]) if state["sigs"] else np.zeros((0, dup.NUM_PERM), np.uint32)
     result = AuditResult(summaries, state["metas"], state["issues"], sigs, spool=state["spool"],
-                         redacted_spool=state["redacted"], options=opts)
+                         redacted_spool=state["redacted"], options=opts, profile_columns=state["profile"])
     dataset_checks(result, opts)
     return result

@@ -8,7 +8,7 @@ from ftkit.data import duplicates as dup
 from ftkit.data.checks import Issue, make_issue
 from ftkit.data.result import AuditResult
 from ftkit.data.splits import assign_splits, split_fractions
-from ftkit.data.stats import profile
+from ftkit.data.stats import profile, profile_from
 
 
 def dataset_checks(result: AuditResult, opts) -> None:
@@ -95,7 +95,8 @@ def _leakage(result: AuditResult, train: list[int], test: list[int], sig_row: di
 
 def _stats(result: AuditResult, valid: list[int]) -> dict:
     metas = result.metas
-    stats = profile([metas[i] for i in valid])
+    cols = result.profile_columns
+    stats = profile_from(cols) if cols is not None and cols.n == len(valid) else profile([metas[i] for i in valid])
     stats.update({
         "files": [vars(f) for f in result.files],
         "n_records": result.n_records, "n_valid": len(valid),

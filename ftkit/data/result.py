@@ -47,6 +47,7 @@ class AuditResult:
     redacted_spool: Any = None
     options: Any = None  # the AuditOptions used
     tokenizer_note: str = ""  # why token checks were skipped, if they were
+    profile_columns: Any = None  # ftkit.data.stats.ProfileColumns of the valid records, collected while reading
 
     # -- counts the CLI and notebook show
     @property

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from datasketch import MinHash
+import pytest
+from datasketch import MinHash, MinHashLSH
 
 from ftkit.data import duplicates as dup
 from ftkit.data.audit import AuditOptions, audit_files
@@ -21,6 +22,23 @@ def test_signatures_equal_datasketch_update_batch():
             ref.update_batch(values)
         assert np.array_equal(ref.hashvalues, sigs[i])
     assert np.array_equal(sigs[0], sigs[1])  # case, spacing and punctuation do not matter
+
+
+@pytest.mark.parametrize("num_perm,seed", [(64, 1), (128, 7), (16, 42)])
+def test_permutations_are_datasketchs(num_perm, seed):
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    ours_a, ours_b = dup._permutations(num_perm, seed)
+    assert np.array_equal(a, ours_a) and np.array_equal(b, ours_b) and ours_a.dtype == np.uint32
+
+
+@pytest.mark.parametrize("num_perm", [64, 128])
+def test_lsh_layout_is_datasketchs_over_thresholds(num_perm):
+    thresholds = [round(0.5 + 0.02 * k, 2) for k in range(25)]  # 0.5 .. 0.98
+    ours = [dup.lsh_layout(t, num_perm) for t in thresholds]
+    theirs = [(lsh.b, lsh.r) for lsh in (MinHashLSH(threshold=t, num_perm=num_perm, weights=dup.LSH_WEIGHTS)
+                                         for t in thresholds)]
+    assert ours == theirs
+    assert len(set(ours)) > 3  # the layout does change with the threshold
 
 
 def test_near_duplicate_pairs_respect_threshold():
