@@ -29,7 +29,7 @@ import numpy as np
 from ftkit.data import duplicates as dup
 from ftkit.data.checks import CHECKS, Issue, make_issue
 from ftkit.data.formats import FORMATS, NormaliseContext, detect_format, guess_csv_columns, normalise
-from ftkit.data.pii import find_pii, masked_excerpt, redact
+from ftkit.data.pii import find_pii_many, masked_excerpt, redact
 from ftkit.data.reader import (FileProblem, RawItem, decode_json_line, explain_single_object, iter_items,
                                not_a_list_problem, sniff)
 from ftkit.data.record_checks import TaskContext, derive_label, final_answer, run_record_checks
@@ -100,11 +100,12 @@ def _column(message: str) -> int:
     return 0
 
 
-def _pii_issues(line: int, messages: list[dict]) -> tuple[list[Issue], list[str]]:
+def _pii_issues(line: int, messages: list[dict], hits_of: dict[str, list]) -> tuple[list[Issue], list[str]]:
+    """One issue per PII kind in the record; ``hits_of``: text -> its hits (find_pii_many over the chunk)."""
     issues, kinds = [], []
     seen: dict[str, list] = {}
     for m in messages:
-        for hit in find_pii(m["content"]):
+        for hit in hits_of[m["content"]]:
             seen.setdefault(hit.kind, []).append((m["content"], hit))
     for kind, hits in seen.items():
         text, first = hits[0]
@@ -141,13 +142,20 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
     fmt = FORMATS[fmt_name]
     metas, issues, examples, lines, redacted = [], [], [], [], []
     seed = int(opts.split.get("seed", 42))
+    rows = []  # (item, read problem or None, normalised example or None)
     for item in items:
         obj, problem = _decode(item)
+        rows.append((item, problem, None if problem else normalise(fmt, obj, ctx)))
+    hits_of: dict[str, list] = {}
+    if opts.scan_pii:  # one batch scan over the chunk's distinct texts (the system prompt once, not per record)
+        texts = list(dict.fromkeys(m["content"] for _, _, ex in rows if ex is not None and not ex.fatal
+                                   for m in ex.messages))
+        hits_of = dict(zip(texts, find_pii_many(texts)))
+    for item, problem, ex in rows:
         if problem:
             issues.append(problem)
             metas.append({"line": item.line, "valid": False})
             continue
-        ex = normalise(fmt, obj, ctx)
         record_issues = [_issue(code, item.line, msg) for code, msg in ex.problems]
         if not ex.fatal:
             for code, msg, idx, offset in run_record_checks(ex.messages, opts.task):
@@ -156,7 +164,7 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
         label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
         meta = _meta(item.line, ex.messages, label, ex.id, seed) if not ex.fatal else {"line": item.line}
         if opts.scan_pii and not ex.fatal:
-            pii_issues, meta["pii"] = _pii_issues(item.line, ex.messages)
+            pii_issues, meta["pii"] = _pii_issues(item.line, ex.messages, hits_of)
             record_issues += pii_issues
         meta["valid"] = not ex.fatal and not any(i.severity == "error" for i in record_issues)
         issues += record_issues
