@@ -214,8 +214,10 @@ class PieceEncoder:
             keys = [-1 - added[p] if j % 2 else distinct[p] for j, p in enumerate(ps) if p]
             ends = list(accumulate(len(p) for p in ps if p))
             tok_ends = list(accumulate(lengths[d] if d >= 0 else 1 for d in keys))
-            out.append(PieceEncoding([0] + ends[:-1], ends, [0] + tok_ends[:-1], keys, batch,
-                                     tok_ends[-1] if tok_ends else 0))
+            if not keys:  # the empty text
+                out.append(PieceEncoding([], [], [], [], batch, 0))
+                continue
+            out.append(PieceEncoding([0] + ends[:-1], ends, [0] + tok_ends[:-1], keys, batch, tok_ends[-1]))
         return out
 
 

@@ -69,3 +69,36 @@ def test_masks_never_contain_the_raw_value(local, host, digits, sep, before, aft
         assert email not in h.masked and card_text not in h.masked and card not in h.masked.replace(" ", "").replace("-", "")
     excerpt = masked_excerpt(text, text.index(email), 60)
     assert email not in excerpt and card_text not in excerpt and local not in excerpt.split("@")[0][-len(local):] or len(local) <= 1
+
+
+# -- find_pii_many: the audit's batch scan must find exactly what find_pii finds, text by text ---------------
+
+_PII_SAMPLES = ["write to jane.doe@example.co.uk", "call (555) 123-4567", "card 5555 5555 5555 4444",
+                "IBAN DE89 3704 0044 0532 0130 00", "ssn 123-45-6789", "NINO AB 12 34 56 C", "client 84.12.201.7",
+                "AKIAIOSFODNN7EXAMPLE", "db_password = 'S3cur3!pass'", "fe80:0:0:0:202:b3ff:fe1e:8329 host",
+                "order NW-482913 on 2024-01-15", "İSTANBUL office, PASSWORD: hunter2hunter2", "plain words only", ""]
+
+
+def test_batch_scan_equals_per_text_scan_on_known_samples():
+    from ftkit.data.pii import find_pii_many
+
+    texts = _PII_SAMPLES * 3 + ["tail text 4111 1111 1111 1111"]
+    assert find_pii_many(texts) == [find_pii(t) for t in texts]
+    assert find_pii_many([]) == []
+
+
+def test_every_detector_has_a_batch_prefilter():
+    from ftkit.data import pii
+
+    batch = set(pii._BATCH_LITERALS) | set(pii._BATCH_LOWER_LITERALS) | set(pii._BATCH_PATTERNS)
+    assert all(kind in batch or det.margin is not None for kind, det in pii.DETECTORS.items())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PII_SAMPLES),
+                          st.text(alphabet=string.ascii_letters + string.digits + " .:@-()+=_'\x00İ", max_size=80)),
+                max_size=12))
+def test_batch_scan_equals_per_text_scan(texts):
+    from ftkit.data.pii import find_pii_many
+
+    assert find_pii_many(texts) == [find_pii(t) for t in texts]

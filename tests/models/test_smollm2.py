@@ -54,3 +54,23 @@ def test_real_model_answers_demo_tickets_in_json_and_stops(smollm2):
     report = evaluate(preds, task)
     assert report.value("json_validity") >= 0.75, [p.output for p in preds]
     assert all(json.dumps(p.to_dict()) for p in preds)
+
+
+def test_piecewise_token_counts_equal_whole_text_counts_on_smollm2(smollm2):
+    from engagement_helpers import sample_records
+
+    from ftkit.chat_format import _backend, label_stats, render_with_spans, tokenize_with_assistant_labels
+    from ftkit.piece_tokenize import PieceEncoder
+
+    loaded, _ = smollm2
+    tok = loaded.tokenizer
+    convs = [r["messages"] for r in sample_records(60) if r["messages"][-1]["content"].strip()]
+    encoder = PieceEncoder(_backend(tok))
+    assert encoder.piecewise, encoder.why_whole  # SmolLM2's ChatML tokens strip nothing: the fast path applies
+    texts = [r.text for r in render_with_spans(tok, convs)]
+    assert [e.ids for e in encoder.encode_batch(texts)] == \
+        [e.ids for e in encoder.backend.encode_batch(texts, add_special_tokens=False)]
+    full = tokenize_with_assistant_labels(tok, convs)
+    stats = label_stats(tok, render_with_spans(tok, convs))
+    assert [(a["n_tokens"], a["n_label_tokens"], a["tokens_per_role"]) for a in full] == \
+        [(b["n_tokens"], b["n_label_tokens"], b["tokens_per_role"]) for b in stats]
