@@ -179,14 +179,19 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
         record = {"id": ex.id or f"{ctx.source}:{m['line']}", "messages": ex.messages}
         if m["label"] is not None:
             record["label"] = m["label"]
-        lines.append(json.dumps(record, ensure_ascii=False))
+        lines.append(_to_json(record))
         if opts.redact_pii:
-            redacted.append(json.dumps(_redacted(record), ensure_ascii=False) if m["pii"] else lines[-1])
+            redacted.append(_to_json(_redacted(record)) if m["pii"] else lines[-1])
     sigs = dup.minhash_signatures([dup.near_dup_text(ex.messages) for _, ex in usable])
     columns = ProfileColumns()
     for m, _ in usable:
         columns.add(m)
     return ChunkResult(metas, issues, sigs, _blob(lines), _blob(redacted), columns)
+
+
+# One encoder for every record: json.dumps(..., ensure_ascii=False) builds a new one per call. The records are
+# fresh trees of plain values, so the circular-reference check has nothing to find.
+_to_json = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
 def _blob(lines: list[str]) -> bytes:

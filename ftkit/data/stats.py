@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ftkit.data.formats import CHAT_ROLES
+
 _SCRIPTS = {  # Unicode blocks -> script name; ASCII text is "Latin"
     "Latin (accented)": re.compile(r"[\u00c0-\u024f]"),
     "Greek": re.compile(r"[\u0370-\u03ff]"),
@@ -71,9 +73,14 @@ def label_profile(labels: list[str | None]) -> dict:
             "unlabelled": sum(1 for lab in labels if lab is None)}
 
 
+ROLES = CHAT_ROLES  # every message is normalised to one of these
+TOKEN_ROLES = ROLES + ("template",)  # tokens the chat template adds around the messages
+
+
 class ProfileColumns:
-    """The profile's inputs as columns, filled one valid record at a time (``add(meta)``) and mergeable, so
-    the audit's workers collect them for their chunks in parallel and the parent only concatenates lists.
+    """The profile's inputs, one tuple per valid record (``add(meta)``), mergeable: the audit's workers
+    collect them for their chunks and the parent only concatenates lists; columns come from one C-level
+    transpose (``zip(*rows)``) at the end, not from ~15 passes over 100k dicts.
 
     >>> cols = ProfileColumns()
     >>> cols.add({"n_messages": 2, "n_turns": 1, "answer_chars": 5, "label": "a", "system_excerpt": None,
@@ -83,62 +90,32 @@ class ProfileColumns:
     """
 
     def __init__(self):
-        self.n = 0
-        self.n_messages: list[int] = []
-        self.n_turns: list[int] = []
-        self.answer_chars: list[int] = []
-        self.labels: list[str | None] = []
-        self.systems: Counter = Counter()
-        self.without_system = 0
-        self.scripts: Counter = Counter()
-        self.chars: dict[str, list[int]] = {}  # role -> chars per record (0 where the role is absent)
-        self.n_tokens: list[int] = []  # only records with token counts, in this and the lists below
-        self.answer_tokens: list[int] = []
-        self.label_tokens: list[int] = []
-        self.tokens_per_role: dict[str, list[int]] = {}
+        # (n_messages, n_turns, answer_chars, label, system_excerpt, script, *chars per role in ROLES)
+        self.rows: list[tuple] = []
+        self.token_rows: list[tuple] = []  # (n_tokens, answer_tokens, n_label_tokens, *tokens per role in TOKEN_ROLES)
+        self.roles: set[str] = set()  # roles seen at all (a column of zeros is not a role)
+        self.token_roles: set[str] = set()
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
 
     def add(self, m: dict) -> None:
-        self.n_messages.append(m["n_messages"])
-        self.n_turns.append(m["n_turns"])
-        self.answer_chars.append(m["answer_chars"])
-        self.labels.append(m["label"])
-        if m["system_excerpt"] is None:
-            self.without_system += 1
-        else:
-            self.systems[m["system_excerpt"]] += 1
-        self.scripts[m["script"]] += 1
-        _add_row(self.chars, m["chars"], self.n)
-        self.n += 1
+        chars = m["chars"]
+        self.roles.update(chars)
+        self.rows.append((m["n_messages"], m["n_turns"], m["answer_chars"], m["label"], m["system_excerpt"],
+                          m["script"], *[chars.get(r, 0) for r in ROLES]))
         if m.get("n_tokens") is not None:
-            _add_row(self.tokens_per_role, m["tokens_per_role"], len(self.n_tokens))
-            self.n_tokens.append(m["n_tokens"])
-            self.answer_tokens.append(m["answer_tokens"])
-            self.label_tokens.append(m["n_label_tokens"])
+            per_role = m["tokens_per_role"]
+            self.token_roles.update(per_role)
+            self.token_rows.append((m["n_tokens"], m["answer_tokens"], m["n_label_tokens"],
+                                    *[per_role.get(r, 0) for r in TOKEN_ROLES]))
 
     def merge(self, other: "ProfileColumns") -> None:
-        for name in ("n_messages", "n_turns", "answer_chars", "labels"):
-            getattr(self, name).extend(getattr(other, name))
-        self.systems.update(other.systems)
-        self.scripts.update(other.scripts)
-        self.without_system += other.without_system
-        _merge_rows(self.chars, other.chars, self.n, other.n)
-        _merge_rows(self.tokens_per_role, other.tokens_per_role, len(self.n_tokens), len(other.n_tokens))
-        self.n += other.n
-        for name in ("n_tokens", "answer_tokens", "label_tokens"):
-            getattr(self, name).extend(getattr(other, name))
-
-
-def _add_row(columns: dict[str, list[int]], row: dict[str, int], n_before: int) -> None:
-    for role in row:
-        if role not in columns:
-            columns[role] = [0] * n_before  # a role first seen now: earlier records had none of it
-    for role, values in columns.items():
-        values.append(row.get(role, 0))
-
-
-def _merge_rows(columns: dict[str, list[int]], other: dict[str, list[int]], n_self: int, n_other: int) -> None:
-    for role in set(columns) | set(other):
-        columns.setdefault(role, [0] * n_self).extend(other.get(role) or [0] * n_other)
+        self.rows += other.rows
+        self.token_rows += other.token_rows
+        self.roles |= other.roles
+        self.token_roles |= other.token_roles
 
 
 def profile(metas: list[dict]) -> dict:
@@ -151,25 +128,32 @@ def profile(metas: list[dict]) -> dict:
 
 def profile_from(cols: ProfileColumns) -> dict:
     """The stats.json block from collected :class:`ProfileColumns`."""
-    token_roles = sorted(cols.tokens_per_role)
-    roles = sorted(set(cols.chars) | set(token_roles))
+    n = cols.n
+    columns = list(zip(*cols.rows)) if n else [()] * (6 + len(ROLES))
+    n_messages, n_turns, answer_chars, labels, system_excerpts, scripts = columns[:6]
+    chars_per_role = {r: list(v) for r, v in zip(ROLES, columns[6:]) if r in cols.roles}
+    token_columns = list(zip(*cols.token_rows)) if cols.token_rows else [()] * (3 + len(TOKEN_ROLES))
+    n_tokens, answer_tokens, label_tokens = token_columns[:3]
+    tokens_per_role = {r: list(v) for r, v in zip(TOKEN_ROLES, token_columns[3:]) if r in cols.token_roles}
+    systems = Counter(x for x in system_excerpts if x is not None)
+    roles = sorted(set(chars_per_role) | set(tokens_per_role))
     out = {
-        "n_examples": cols.n,
-        "messages_per_example": percentiles(cols.n_messages),
-        "multi_turn_share": round(sum(1 for t in cols.n_turns if t > 1) / cols.n, 4) if cols.n else 0.0,
-        "chars_per_role": {r: percentiles(cols.chars.get(r) or [0] * cols.n) for r in roles if r != "template"},
-        "answer_chars": percentiles(cols.answer_chars),
-        "labels": label_profile(cols.labels),
-        "system_prompts": {"distinct": len(cols.systems), "without_system": cols.without_system,
-                           "top": [{"excerpt": k, "count": v} for k, v in cols.systems.most_common(5)]},
-        "scripts": dict(cols.scripts.most_common()),
+        "n_examples": n,
+        "messages_per_example": percentiles(list(n_messages)),
+        "multi_turn_share": round(sum(1 for t in n_turns if t > 1) / n, 4) if n else 0.0,
+        "chars_per_role": {r: percentiles(chars_per_role.get(r) or [0] * n) for r in roles if r != "template"},
+        "answer_chars": percentiles(list(answer_chars)),
+        "labels": label_profile(list(labels)),
+        "system_prompts": {"distinct": len(systems), "without_system": n - sum(systems.values()),
+                           "top": [{"excerpt": k, "count": v} for k, v in systems.most_common(5)]},
+        "scripts": dict(Counter(scripts).most_common()),
     }
-    if cols.n_tokens:
-        out["tokens_per_example"] = percentiles(cols.n_tokens)
-        out["tokens_per_role"] = {r: percentiles(cols.tokens_per_role[r]) for r in token_roles}
-        out["answer_tokens"] = percentiles(cols.answer_tokens)
-        out["label_tokens_per_example"] = percentiles(cols.label_tokens)
-        out["total_tokens"] = sum(cols.n_tokens)
+    if cols.token_rows:
+        out["tokens_per_example"] = percentiles(list(n_tokens))
+        out["tokens_per_role"] = {r: percentiles(tokens_per_role[r]) for r in sorted(tokens_per_role)}
+        out["answer_tokens"] = percentiles(list(answer_tokens))
+        out["label_tokens_per_example"] = percentiles(list(label_tokens))
+        out["total_tokens"] = sum(n_tokens)
     return out
 
 

@@ -54,3 +54,17 @@ def test_assign_splits_keeps_groups_and_targets():
     out = assign_splits(keys, [None] * 100, groups, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed=0)
     assert all(len({out[j] for j in range(g * 4, g * 4 + 4)}) == 1 for g in range(25))
     assert Counter(out) == {"train": 80, "validation": 12, "test": 8} or Counter(out)["train"] == 80
+
+
+def test_unrolled_three_split_greedy_equals_the_general_rule():
+    import random
+
+    from ftkit.data.splits import _greedy
+
+    rng = random.Random(0)
+    for _ in range(300):
+        sizes = [rng.choice([1, 1, 1, 2, 5]) for _ in range(rng.randint(0, 40))]
+        fractions = rng.choice([(0.8, 0.1, 0.1), (1 / 3, 1 / 3, 1 / 3), (0.5, 0.5, 0.0)])
+        targets = [f * sum(sizes) for f in fractions]
+        general = _greedy(targets + [-1.0], sizes)  # a fourth split that never wins takes the general path
+        assert _greedy(targets, sizes) == general
