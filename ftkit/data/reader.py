@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -164,11 +165,32 @@ def decode_json_line(raw: bytes, line_no: int) -> tuple[Any, tuple[str, str] | N
                       f"line {line_no}: byte 0x{raw[err.start]:02x} at column {err.start + 1} is not UTF-8; "
                       f"re-export the file as UTF-8")
     try:
-        return json.loads(text), None
+        obj = json.loads(text)
     except json.JSONDecodeError as err:
         return None, ("json.invalid", f"line {line_no}, column {err.colno}: invalid JSON ({err.msg})")
     except RecursionError:
         return None, ("json.invalid", f"line {line_no}: JSON nested too deeply to read")
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(text) and has_lone_surrogate(obj):
+        return None, ("encoding.invalid_utf8", _lone_surrogate_message(f"line {line_no}"))
+    return obj, None
+
+
+# JSON may escape UTF-16 surrogates (\uD83D\uDE00 is one emoji); one without its pair decodes to a string
+# that is no valid text and cannot be written as UTF-8, so the record is refused here, with its line.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate_message(where: str) -> str:
+    return (f"{where}: contains an escaped UTF-16 surrogate (\\uD800-\\uDFFF) without its pair, which is not a "
+            f"character; remove it or re-export the file as proper UTF-8")
 
 
 # -- JSON array -------------------------------------------------------------------------------------------
@@ -219,8 +241,11 @@ def _read_json_array(path: Path, info: Sniff) -> Iterator[RawItem]:
             value = _decode_element(decoder, path, index + 1, lambda: (buf, pos, eof), fill)
             obj, end = value
             index += 1
-            pos = end
-            yield RawItem(index, obj)
+            raw, pos = buf[pos:end], end
+            if "\\u" in raw and _SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(obj):
+                yield RawItem(index, problem=("encoding.invalid_utf8", _lone_surrogate_message(f"record {index}")))
+            else:
+                yield RawItem(index, obj)
             ch = skip_ws()
             if ch not in (",", "]"):
                 raise FileProblem("file.invalid_json", f"{path}: expected ',' or ']' after record {index}, found {ch!r}; "

@@ -98,3 +98,20 @@ def test_pretty_printed_records_explained(write_jsonl):
 def test_missing_file(tmp_path):
     _, issues = _file_issues(tmp_path / "nope.jsonl")
     assert issues[0][0] == "file.not_found"
+
+
+@pytest.mark.parametrize("container", ["jsonl", "json_array"])
+def test_unpaired_surrogate_escape_is_a_record_error_not_a_crash(tmp_path, container):
+    bad = chat("broken \ud800 text", "ok")  # json.dumps writes it as the escape \ud800
+    good = chat("an emoji \U0001F600 is a surrogate pair", "fine")  # escaped as \ud83d\ude00: valid
+    records = [bad, good]
+    path = tmp_path / ("data.jsonl" if container == "jsonl" else "data.json")
+    path.write_text("\n".join(json.dumps(r) for r in records) if container == "jsonl" else json.dumps(records))
+    result = audit_files([path])
+    [issue] = [i for i in result.issues if i.code == "encoding.invalid_utf8"]
+    assert issue.line == 1 and "surrogate" in issue.message
+    assert result.n_records == 2 and result.n_valid == 1
+    result.write_outputs(tmp_path / "out")  # the valid record is written as UTF-8 without error
+    assert "emoji" in (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8") + \
+        (tmp_path / "out" / "validation.jsonl").read_text(encoding="utf-8") + \
+        (tmp_path / "out" / "test.jsonl").read_text(encoding="utf-8")
