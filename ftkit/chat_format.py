@@ -212,11 +212,61 @@ def _locate_by_prefixes(tokenizer, text: str, messages: list[dict], info: Templa
     return out
 
 
+_FILLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+FILL_CHECKS_FIRST, FILL_CHECKS = 8, 2  # filled renders compared with real ones: first batch, later batches
+
+
+def _filler(tokenizer):
+    """The tokenizer's TemplateFiller for its current chat template (rebuilt when the template changes)."""
+    from ftkit.template_fill import TemplateFiller
+
+    template = tokenizer.chat_template or ""
+    cached = _FILLERS.get(tokenizer)
+    if cached is None or cached[0] != template:
+        cached = _FILLERS[tokenizer] = (template, TemplateFiller(tokenizer), [0])
+    return cached[1], cached[2]
+
+
+def _fill_all(tokenizer, conversations: list[list[dict]]) -> list:
+    """Filled (text, content_starts) per conversation, or None where the normal path must render it. A few
+    filled texts per batch are compared with real renders; on any difference filling stops for good."""
+    filler, batches = _filler(tokenizer)
+    if not filler.usable:
+        return [None] * len(conversations)
+    filled = [None if any(m.get("role") == "assistant" and not str(m.get("content") or "").strip() for m in conv)
+              else filler.fill(conv) for conv in conversations]  # empty answers: the normal path explains them
+    sample = [i for i, f in enumerate(filled) if f is not None][:FILL_CHECKS_FIRST if batches[0] == 0 else FILL_CHECKS]
+    batches[0] += 1
+    real = _render_texts(tokenizer, [conversations[i] for i in sample]) if sample else []
+    if any(filled[i][0] != text for i, text in zip(sample, real)):
+        filler.usable = False
+        return [None] * len(conversations)
+    return filled
+
+
+def _located_from_fill(text: str, starts: list[int], messages: list[dict], info: TemplateInfo) -> Rendered:
+    out = Rendered(text)
+    for m, start in zip(messages, starts):
+        end = start + len(m["content"])
+        out.message_spans.append((m["role"], start, end))
+        if m["role"] == "assistant":
+            _add_answer_span(out, text, start, end, info, trainable=True)  # filled messages carry no weight key
+    return out
+
+
 def render_with_spans(tokenizer, conversations: list[list[dict]]) -> list[Rendered]:
-    """Render each conversation once and locate its messages; see :class:`Rendered`."""
+    """Render each conversation once and locate its messages; see :class:`Rendered`. Where the template only
+    prints message content, conversations are filled into per-shape skeletons (:mod:`ftkit.template_fill`)."""
     info = template_info(tokenizer)
+    filled = _fill_all(tokenizer, conversations)
+    rest = [i for i, f in enumerate(filled) if f is None]
+    texts = dict(zip(rest, _render_texts(tokenizer, [conversations[i] for i in rest]))) if rest else {}
     results = []
-    for conv, text in zip(conversations, _render_texts(tokenizer, conversations)):
+    for i, conv in enumerate(conversations):
+        if filled[i] is not None:
+            results.append(_located_from_fill(*filled[i], conv, info))
+            continue
+        text = texts[i]
         if isinstance(text, Exception):
             results.append(Rendered(error=f"the chat template cannot render this conversation: {text}"))
             continue
@@ -350,16 +400,21 @@ def label_stats(tokenizer, rendered: list[Rendered]) -> list[dict]:
             count, last_of = enc.count, enc.last_token
         else:
             count, last_of = partial(_count, enc), partial(_char_to_token_back, enc)
-        n_labels = sum(count(cs, ce) for cs, ce in r.assistant_spans)
+        n_labels = 0
+        for cs, ce in r.assistant_spans:
+            n_labels += count(cs, ce)
         eot_ok, last = bool(r.assistant_spans) and info.end_of_turn_id is not None, -1
         for span in r.eot_spans:
             k = last_of(*span) if span else None
             eot_ok = eot_ok and k is not None and enc.token_to_chars(k) == span
             last = k if k is not None else last
         per_role: dict[str, int] = {}
+        n_tokens = template_tokens = len(enc)
         for role, cs, ce in r.message_spans:
-            per_role[role] = per_role.get(role, 0) + count(cs, ce)
-        per_role["template"] = len(enc) - sum(per_role.values())
-        out.append({"n_tokens": len(enc), "n_label_tokens": n_labels, "has_end_of_turn_label": eot_ok,
+            n = count(cs, ce)
+            per_role[role] = per_role.get(role, 0) + n
+            template_tokens -= n
+        per_role["template"] = template_tokens
+        out.append({"n_tokens": n_tokens, "n_label_tokens": n_labels, "has_end_of_turn_label": eot_ok,
                     "tokens_per_role": per_role, "last_label_token": last})
     return out

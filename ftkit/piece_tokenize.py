@@ -53,9 +53,19 @@ class _Batch:
         """Tokens of piece d from the first to the last that a character of [a, b) belongs to."""
         key = (d, a, b)
         n = self.count_memo.get(key)
-        if n is None:
-            lo = self.first(d, a, b)
-            n = self.count_memo[key] = 0 if lo is None else self.last(d, a, b) - lo + 1
+        if n is None:  # plain loops: the first char tried nearly always maps (a generator costs more)
+            char_to_token = self.encodings[d].char_to_token
+            lo = hi = None
+            for c in range(a, b):
+                lo = char_to_token(c)
+                if lo is not None:
+                    break
+            if lo is not None:
+                for c in range(b - 1, a - 1, -1):
+                    hi = char_to_token(c)
+                    if hi is not None:
+                        break
+            n = self.count_memo[key] = 0 if lo is None else hi - lo + 1
         return n
 
     def first(self, d: int, a: int, b: int) -> int | None:
