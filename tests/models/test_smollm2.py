@@ -56,9 +56,10 @@ def test_real_model_answers_demo_tickets_in_json_and_stops(smollm2):
     assert all(json.dumps(p.to_dict()) for p in preds)
 
 
-def test_piecewise_token_counts_equal_whole_text_counts_on_smollm2(smollm2):
+def test_filled_rendering_and_piecewise_counts_equal_the_slow_way_on_smollm2(smollm2):
     from engagement_helpers import sample_records
 
+    from ftkit import chat_format
     from ftkit.chat_format import _backend, label_stats, render_with_spans, tokenize_with_assistant_labels
     from ftkit.piece_tokenize import PieceEncoder
 
@@ -68,6 +69,8 @@ def test_piecewise_token_counts_equal_whole_text_counts_on_smollm2(smollm2):
     encoder = PieceEncoder(_backend(tok))
     assert encoder.piecewise, encoder.why_whole  # SmolLM2's ChatML tokens strip nothing: the fast path applies
     texts = [r.text for r in render_with_spans(tok, convs)]
+    assert texts == [tok.apply_chat_template(c, tokenize=False) for c in convs]  # filled skeletons == jinja
+    assert chat_format._filler(tok)[0].usable  # SmolLM2's template only prints content: it is filled
     assert [e.ids for e in encoder.encode_batch(texts)] == \
         [e.ids for e in encoder.backend.encode_batch(texts, add_special_tokens=False)]
     full = tokenize_with_assistant_labels(tok, convs)
