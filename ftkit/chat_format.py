@@ -220,23 +220,23 @@ def _filler(tokenizer):
     """The tokenizer's TemplateFiller for its current chat template (rebuilt when the template changes)."""
     from ftkit.template_fill import TemplateFiller
 
-    template = tokenizer.chat_template or ""
-    cached = _FILLERS.get(tokenizer)
-    if cached is None or cached[0] != template:
-        cached = _FILLERS[tokenizer] = (template, TemplateFiller(tokenizer), [0])
-    return cached[1], cached[2]
+    filler = _FILLERS.get(tokenizer)
+    if filler is None or filler.template != tokenizer.chat_template:
+        filler = _FILLERS[tokenizer] = TemplateFiller(tokenizer)
+    return filler
 
 
 def _fill_all(tokenizer, conversations: list[list[dict]]) -> list:
     """Filled (text, content_starts) per conversation, or None where the normal path must render it. A few
     filled texts per batch are compared with real renders; on any difference filling stops for good."""
-    filler, batches = _filler(tokenizer)
+    filler = _filler(tokenizer)
     if not filler.usable:
         return [None] * len(conversations)
     filled = [None if any(m.get("role") == "assistant" and not str(m.get("content") or "").strip() for m in conv)
               else filler.fill(conv) for conv in conversations]  # empty answers: the normal path explains them
-    sample = [i for i, f in enumerate(filled) if f is not None][:FILL_CHECKS_FIRST if batches[0] == 0 else FILL_CHECKS]
-    batches[0] += 1
+    n_check = FILL_CHECKS if filler.batches_checked else FILL_CHECKS_FIRST
+    sample = [i for i, f in enumerate(filled) if f is not None][:n_check]
+    filler.batches_checked += 1
     real = _render_texts(tokenizer, [conversations[i] for i in sample]) if sample else []
     if any(filled[i][0] != text for i, text in zip(sample, real)):
         filler.usable = False

@@ -92,7 +92,9 @@ class TemplateFiller:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.usable = bool(tokenizer.chat_template) and content_is_only_printed(tokenizer.chat_template)
+        self.template = tokenizer.chat_template  # the template the skeletons belong to
+        self.usable = bool(self.template) and content_is_only_printed(self.template)
+        self.batches_checked = 0  # batches whose filled texts a caller compared with real renders
         self._skeletons: dict[tuple[str, ...], list[str] | None] = {}
 
     def fill(self, conv: list[dict]) -> tuple[str, list[int]] | None:

@@ -60,7 +60,7 @@ def test_filled_text_is_the_template_text_and_spans_match_the_normal_path(tok):
         assert text == tok.apply_chat_template(conv, tokenize=False)
         assert [text[s:s + len(m["content"])] for m, s in zip(conv, starts)] == [m["content"] for m in conv]
     filled = chat_format.render_with_spans(tok, convs)
-    chat_format._filler(tok)[0].usable = False  # the normal path: render with jinja, then search each content
+    chat_format._filler(tok).usable = False  # the normal path: render with jinja, then search each content
     normal = chat_format.render_with_spans(tok, convs)
     assert [(r.text, r.assistant_spans, r.eot_spans, r.error) for r in filled] == \
         [(r.text, r.assistant_spans, r.eot_spans, r.error) for r in normal]
@@ -75,7 +75,7 @@ def test_filling_finds_content_the_search_would_find_in_the_header(tok):
 
 def test_a_wrong_skeleton_is_caught_and_filling_stops(tok):
     convs = _random_conversations(20, seed=3)
-    filler, _ = chat_format._filler(tok)
+    filler = chat_format._filler(tok)
     for conv in convs:
         filler.fill(conv)
     for shape, parts in filler._skeletons.items():

@@ -70,7 +70,7 @@ def test_filled_rendering_and_piecewise_counts_equal_the_slow_way_on_smollm2(smo
     assert encoder.piecewise, encoder.why_whole  # SmolLM2's ChatML tokens strip nothing: the fast path applies
     texts = [r.text for r in render_with_spans(tok, convs)]
     assert texts == [tok.apply_chat_template(c, tokenize=False) for c in convs]  # filled skeletons == jinja
-    assert chat_format._filler(tok)[0].usable  # SmolLM2's template only prints content: it is filled
+    assert chat_format._filler(tok).usable  # SmolLM2's template only prints content: it is filled
     assert [e.ids for e in encoder.encode_batch(texts)] == \
         [e.ids for e in encoder.backend.encode_batch(texts, add_special_tokens=False)]
     full = tokenize_with_assistant_labels(tok, convs)
