@@ -20,9 +20,11 @@ Assistant messages with ``weight: 0`` (OpenAI's convention) are context, not tar
 from __future__ import annotations
 
 import weakref
-from functools import partial
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from functools import partial
+
+from ftkit.piece_tokenize import PieceEncoder, first_mapped
 
 IGNORE_INDEX = -100  # label value PyTorch's cross-entropy ignores
 _PROBE_USER = "ftkit-probe-user-7f3a"
@@ -349,19 +351,11 @@ def _backend(tokenizer):
 
 
 def _char_to_token_fwd(enc, cs: int, ce: int) -> int | None:
-    for c in range(cs, ce):
-        k = enc.char_to_token(c)
-        if k is not None:
-            return k
-    return None
+    return first_mapped(enc.char_to_token, range(cs, ce))
 
 
 def _char_to_token_back(enc, cs: int, ce: int) -> int | None:
-    for c in range(ce - 1, cs - 1, -1):
-        k = enc.char_to_token(c)
-        if k is not None:
-            return k
-    return None
+    return first_mapped(enc.char_to_token, range(ce - 1, cs - 1, -1))
 
 
 _PIECE_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -369,8 +363,6 @@ _PIECE_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def piece_encoder(tokenizer):
     """The tokenizer's :class:`ftkit.piece_tokenize.PieceEncoder` (one per tokenizer object, dropped with it)."""
-    from ftkit.piece_tokenize import PieceEncoder
-
     if tokenizer not in _PIECE_ENCODERS:
         _PIECE_ENCODERS[tokenizer] = PieceEncoder(_backend(tokenizer))
     return _PIECE_ENCODERS[tokenizer]

@@ -53,37 +53,35 @@ class _Batch:
         """Tokens of piece d from the first to the last that a character of [a, b) belongs to."""
         key = (d, a, b)
         n = self.count_memo.get(key)
-        if n is None:  # plain loops: the first char tried nearly always maps (a generator costs more)
-            char_to_token = self.encodings[d].char_to_token
-            lo = hi = None
-            for c in range(a, b):
-                lo = char_to_token(c)
-                if lo is not None:
-                    break
-            if lo is not None:
-                for c in range(b - 1, a - 1, -1):
-                    hi = char_to_token(c)
-                    if hi is not None:
-                        break
-            n = self.count_memo[key] = 0 if lo is None else hi - lo + 1
+        if n is None:
+            lo = self.first(d, a, b)
+            n = self.count_memo[key] = 0 if lo is None else self.last(d, a, b) - lo + 1
         return n
 
     def first(self, d: int, a: int, b: int) -> int | None:
         """Index (in piece d) of the first token that a character of [a, b) belongs to."""
-        key = (d, a, b)
-        k = self.first_memo.get(key, -1)
-        if k == -1:
-            enc = self.encodings[d]
-            k = self.first_memo[key] = next((k for k in map(enc.char_to_token, range(a, b)) if k is not None), None)
-        return k
+        return self._memo(self.first_memo, d, a, b, range(a, b))
 
     def last(self, d: int, a: int, b: int) -> int | None:
+        """Index (in piece d) of the last token that a character of [a, b) belongs to."""
+        return self._memo(self.last_memo, d, a, b, range(b - 1, a - 1, -1))
+
+    def _memo(self, memo: dict, d: int, a: int, b: int, chars: range) -> int | None:
         key = (d, a, b)
-        k = self.last_memo.get(key, -1)
+        k = memo.get(key, -1)
         if k == -1:
-            enc = self.encodings[d]
-            k = self.last_memo[key] = next((k for k in map(enc.char_to_token, range(b - 1, a - 1, -1)) if k is not None), None)
+            k = memo[key] = first_mapped(self.encodings[d].char_to_token, chars)
         return k
+
+
+def first_mapped(char_to_token, chars) -> int | None:
+    """The token of the first character in ``chars`` that belongs to one (None if none does); a plain loop:
+    the first character tried nearly always maps, and a generator costs more than the call."""
+    for c in chars:
+        k = char_to_token(c)
+        if k is not None:
+            return k
+    return None
 
 
 class PieceEncoding:

@@ -24,7 +24,6 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import Callable
 
-_DIGITS = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,8 @@ class Detector:
     validate: Callable[[str], bool]
     mask: Callable[[str], str]
     placeholder: str
-    margin: int | None = None  # run only around digit runs, this many characters either side (None: whole text)
+    margin: int | None = None  # run only around digit runs, this many characters either side (None: whole text);
+    # a detector with a margin needs no prefilter of its own (_always): no digit run, no search
 
 
 # Numbers worth a closer look: a digit, 6+ digits/separators, a digit. Scanning for these once (~10 ns/char)
@@ -146,10 +146,6 @@ def _mask_national_id(value: str) -> str:
 
 # -- the registry -------------------------------------------------------------------------------------------
 
-def _has_digit(text: str) -> bool:
-    return _DIGITS.search(text) is not None
-
-
 def _has_key_hint(text: str) -> bool:
     for hint in _KEY_HINTS:  # a plain loop: a generator in any() costs more than the substring scans
         if hint in text:
@@ -214,11 +210,11 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
     Detector("credential", _has_secret_hint,
              re.compile(r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"),
              _secret_value_valid, _mask_secret, "[SECRET]"),
-    Detector("iban", _has_digit, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
+    Detector("iban", _always, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
              margin=24),
-    Detector("card", _has_digit, re.compile(r"(?<![\d/.,-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
+    Detector("card", _always, re.compile(r"(?<![\d/.,-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
              _mask_digits_keep_last(4), "[CARD]", margin=4),
-    Detector("national_id", _has_digit,
+    Detector("national_id", _always,
              re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b(?!\s*=)"  # US SSN with dashes
                         r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),  # UK NI number
              _always, _mask_national_id, "[NATIONAL_ID]", margin=6),
@@ -226,7 +222,7 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
              re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|[\w-])"
                         r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
              _ip_valid, _mask_ip, "[IP]"),
-    Detector("phone", _has_digit,
+    Detector("phone", _always,
              re.compile(r"(?<![\w+=<>*/.-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,6}){1,4}"
                         r"|(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}"  # North American
                         r"|0\d{2,4} \d{3,4} \d{3,4})(?![\w-]|\s*[=*/+<>-]\s*\d)"),  # national, trunk prefix 0
