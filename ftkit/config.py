@@ -19,6 +19,7 @@ from ftkit.errors import ConfigError
 TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
 DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
 METHODS = ("lora", "qlora", "full")
+DISTRIBUTED_MODES = ("none", "ddp", "fsdp", "deepspeed")  # ftkit.training.distributed.MODES
 COMPLIANCE_FRAMEWORKS = ("hipaa", "gdpr", "data_residency", "pci_dss", "soc2", "eu_ai_act", "ccpa", "none")
 
 
@@ -109,8 +110,11 @@ class OpenAIBackendSettings:
 @dataclass
 class BaselineSettings:
     backend: str = field(default="local", metadata=_help(
-        "local = transformers on this machine; openai = an OpenAI-compatible HTTP endpoint.",
-        choices=("local", "openai")))
+        "local = transformers on this machine; openai = an OpenAI-compatible HTTP endpoint; vllm = vLLM on this "
+        "machine's CUDA GPU (same prompts, greedy; also used by the evaluation and its forgetting probe).",
+        choices=("local", "openai", "vllm")))
+    vllm_check_examples: int = field(default=8, metadata=_help(
+        "backend vllm: answer this many test examples with transformers too and compare (0 = no check)."))
     shots: int = field(default=3, metadata=_help("Few-shot examples from the train split (0 = zero-shot)."))
     max_new_tokens: int = field(default=0, metadata=_help("0 = derived from audited response lengths."))
     batch_size: int = field(default=16, metadata=_help("Generation batch size."))
@@ -142,9 +146,11 @@ class TrainingSettings:
         "Stop after this many validations without improvement (0 = off)."))
     packing: bool = field(default=True, metadata=_help("Pack examples into full sequences (no padding waste)."))
     seed: int = field(default=42, metadata=_help("Training seed."))
-    num_processes: int = field(default=1, metadata=_help("> 1 launches through `accelerate launch` (DDP)."))
+    num_processes: int = field(default=1, metadata=_help(
+        "Training processes per machine, one per GPU (> 1 needs distributed: ddp, fsdp or deepspeed)."))
     report_to: str = field(default="none", metadata=_help(
-        "Experiment tracker: none, tensorboard, mlflow, wandb.", choices=("none", "tensorboard", "mlflow", "wandb")))
+        "Experiment tracker: none, tensorboard (event files in the run's logs/), mlflow (a SQLite store in the run "
+        "folder, or mlflow_tracking_uri), wandb.", choices=("none", "tensorboard", "mlflow", "wandb")))
     eval_max_examples: int = field(default=0, metadata=_help(
         "Validate on at most N validation examples (0 = all); each validation is a forward pass over them."))
     gradient_checkpointing: bool = field(default=False, metadata=_help(
@@ -152,7 +158,23 @@ class TrainingSettings:
     memory_limit_gb: float = field(default=0.0, metadata=_help(
         "Memory training may use in GB (0 = what the device has available now); the estimate must fit in it."))
     accelerate_config: str = field(default="", metadata=_help(
-        "accelerate config file (FSDP/DeepSpeed) used when num_processes > 1; empty = plain DDP."))
+        "Your own accelerate config file (relative to the engagement folder) instead of ftkit's for the "
+        "distributed mode; its distributed_type must match training.distributed. Empty = ftkit's."))
+    distributed: str = field(default="none", metadata=_help(
+        "none (one process), ddp (a model copy per GPU), fsdp (weights, gradients and optimizer sharded over the "
+        "GPUs) or deepspeed (ZeRO, see zero_stage); all but none run through `accelerate launch`.",
+        choices=DISTRIBUTED_MODES))
+    zero_stage: int = field(default=2, metadata=_help(
+        "deepspeed only: 2 shards gradients and optimizer states, 3 also the weights."))
+    num_machines: int = field(default=1, metadata=_help("Machines (nodes) in the run; > 1 needs main_process_ip."))
+    machine_rank: int = field(default=0, metadata=_help(
+        "Which machine this notebook runs on (0 = the main one); every node gets its own launch script."))
+    main_process_ip: str = field(default="", metadata=_help(
+        "Address of machine 0 that the other machines connect to (multi-node only), e.g. 10.0.0.4."))
+    main_process_port: int = field(default=0, metadata=_help(
+        "Port on machine 0 for the rendezvous (0 = a free port on one machine, 29500 for several)."))
+    mlflow_tracking_uri: str = field(default="", metadata=_help(
+        "report_to: mlflow only: tracking server or store URI; empty = a SQLite file in the run folder."))
 
     def __post_init__(self):
         problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in (
@@ -173,8 +195,40 @@ class TrainingSettings:
             ("eval_max_examples", self.eval_max_examples >= 0, "0 (all) or more"),
             ("memory_limit_gb", self.memory_limit_gb >= 0, "0 (automatic) or more"),
         ) if not ok]
+        problems += _distributed_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
+
+
+def _distributed_problems(t: "TrainingSettings") -> list[str]:
+    """The scale-out settings (distributed, processes, machines, rendezvous) checked together."""
+    import re
+
+    problems = []
+    if t.zero_stage not in (2, 3):
+        problems.append(f"zero_stage must be 2 or 3, got {t.zero_stage!r}")
+    if t.num_machines < 1:
+        problems.append(f"num_machines must be 1 or more, got {t.num_machines!r}")
+    elif not 0 <= t.machine_rank < t.num_machines:
+        problems.append(f"machine_rank must be between 0 and num_machines - 1 ({t.num_machines - 1}), "
+                        f"got {t.machine_rank!r}")
+    if not 0 <= t.main_process_port <= 65535:
+        problems.append(f"main_process_port must be 0 (automatic) or a port up to 65535, got {t.main_process_port!r}")
+    if t.main_process_ip and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,252})|\[?[0-9A-Fa-f:]+\]?",
+                                              t.main_process_ip):
+        problems.append(f"main_process_ip must be a host name or IP address, got {t.main_process_ip!r}")
+    if t.distributed == "none":
+        if t.num_processes > 1 or t.num_machines > 1:
+            problems.append(f"distributed is none (one process) but num_processes is {t.num_processes} and "
+                            f"num_machines {t.num_machines}; set distributed: ddp (or fsdp, deepspeed)")
+        if t.accelerate_config:
+            problems.append("accelerate_config is set but distributed is none; set distributed to that file's mode")
+    elif t.num_processes * max(1, t.num_machines) < 2:
+        problems.append(f"distributed: {t.distributed} needs at least 2 processes in all, but num_processes is "
+                        f"{t.num_processes} on {t.num_machines} machine(s)")
+    if t.num_machines > 1 and not t.main_process_ip:
+        problems.append("num_machines > 1 needs main_process_ip (the address of machine 0)")
+    return problems
 
 
 @dataclass

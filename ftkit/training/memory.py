@@ -13,6 +13,11 @@ Parts (bytes), for P parameters, T tokens per micro-batch (batch_size x max_seq_
   only each layer's input (h x b per token and layer) plus one layer's activations;
 - **overhead**: 20 % for allocator slack and temporaries, plus a fixed runtime (CUDA context / Python + torch).
 
+Sharding over N processes (``shard_estimate``): DDP keeps everything on every device; DeepSpeed ZeRO-2 divides
+gradients and optimizer states by N; ZeRO-3 and FSDP full shard divide weights too, and add the working set of
+gathered weights (the layer being computed plus the one prefetched: 2 x one decoder layer in full). Activations
+are per process (each trains its own micro-batch) and are not divided.
+
 Checked against measured peaks: SmolLM2-135M LoRA on CPU (2.55 GB measured, 2.6 GB estimated, 512 tokens per
 micro-batch) and a 1.1B Llama LoRA in bf16 on an H100 (7.46 GB measured, 7.55 GB estimated, 2,048 tokens). It is
 an estimate, so a refusal states the numbers and the next setting that fits instead of guessing silently.
@@ -100,6 +105,8 @@ class MemoryEstimate:
     params: int
     trainable: int
     tokens_per_batch: int
+    sharding: str = "none"  # none | zero2 | full (see shard_estimate)
+    world_size: int = 1  # processes the states are sharded over
 
     @property
     def total_gb(self) -> float:
@@ -142,6 +149,32 @@ def estimate_memory(shape: ModelShape, method: str, batch_tokens: int, logit_tok
                           shape.params, trainable, batch_tokens)
 
 
+SHARDED_PARTS = {"none": (), "zero2": ("gradients", "optimizer"), "full": ("weights", "gradients", "optimizer")}
+
+
+def shard_estimate(estimate: MemoryEstimate, sharding: str, world_size: int, shape: ModelShape,
+                   dtype_bytes: int = 4) -> MemoryEstimate:
+    """The per-process estimate when ``sharding`` (none | zero2 | full) splits states over ``world_size``.
+
+    The 20 % overhead share is recomputed on the sharded parts; the fixed runtime part is per process.
+    """
+    if sharding not in SHARDED_PARTS:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDED_PARTS)}, got {sharding!r}")
+    if sharding == "none" or world_size <= 1:
+        return dataclasses.replace(estimate, sharding=sharding, world_size=max(1, world_size))
+    parts = {p: getattr(estimate, f"{p}_gb") for p in ("weights", "gradients", "optimizer", "activations")}
+    for name in SHARDED_PARTS[sharding]:
+        parts[name] /= world_size
+    if sharding == "full":  # gathered weights: the layer computing now and the one prefetched, in full
+        per_layer = (shape.linear_params / shape.layers + 2 * shape.hidden) * dtype_bytes
+        parts["weights"] += 2 * per_layer / GB
+    core = sum(parts.values())
+    runtime = estimate.overhead_gb - (sum(getattr(estimate, f"{p}_gb") for p in parts) * OVERHEAD_SHARE)
+    return dataclasses.replace(estimate, weights_gb=parts["weights"], gradients_gb=parts["gradients"],
+                               optimizer_gb=parts["optimizer"], overhead_gb=core * OVERHEAD_SHARE + runtime,
+                               sharding=sharding, world_size=world_size)
+
+
 def available_memory_gb(device: str, limit_gb: float = 0.0) -> tuple[float, str]:
     """(GB training may use, where that number comes from). ``limit_gb`` > 0 wins (training.memory_limit_gb)."""
     if limit_gb > 0:
@@ -178,6 +211,10 @@ def suggest_setting(fits, settings) -> tuple[str, object] | None:
     gradient checkpointing, QLoRA instead of LoRA, then a shorter max_seq_length.
     """
     candidates = []
+    if settings.world_size > 1 and settings.distributed in ("ddp", "deepspeed") and \
+            not (settings.distributed == "deepspeed" and settings.zero_stage == 3):
+        candidates.append((f"training.distributed: fsdp (shards weights, gradients and optimizer states over the "
+                           f"{settings.world_size} processes)", settings.replace(distributed="fsdp")))
     batch, accum = settings.batch_size, settings.gradient_accumulation_steps
     while batch > 1:
         batch, accum = max(1, batch // 2), accum * 2
@@ -211,6 +248,9 @@ def check_fits(estimate: MemoryEstimate, available_gb: float, where: str, sugges
         return
     parts = ", ".join(f"{r['part']} {r['GB']:.2f}" for r in estimate.rows()[:-1])
     per = f" x {processes} processes" if processes > 1 else ""
+    if estimate.sharding != "none" and estimate.world_size > 1:
+        what = {"zero2": "gradients and optimizer states", "full": "weights, gradients and optimizer states"}
+        per += f"; {what[estimate.sharding]} sharded over {estimate.world_size} processes"
     fix = f"Set {suggestion} in engagement.yaml and re-run." if suggestion else \
         "No smaller setting fits: use a machine with more memory or a smaller base model."
     raise PhaseFailed(f"Training will not fit in memory: the estimate for {estimate.method} is {total:.2f} GB "

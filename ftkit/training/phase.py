@@ -163,17 +163,24 @@ def memory_check(s: Setup, d: Data) -> dict:
     from ftkit.training.memory import (ModelShape, available_memory_gb, check_fits, estimate_memory,
                                        suggest_setting)
 
+    from ftkit.training.distributed import plan_from_settings
+    from ftkit.training.memory import shard_estimate
+
     shape = ModelShape.from_folder(s.source.path) if Path(s.source.path).is_dir() else None
     if shape is None:
         return {"estimate": None, "available_gb": None, "why": "model config not available locally"}
     per_process = 1 if s.device != "cpu" else s.settings.num_processes  # CPU processes share the host memory
     label_share = d.train.n_label_tokens / max(1, d.train.n_tokens)
+    dtype_bytes = 4 if s.device == "cpu" else 2
 
     def est(st: ResolvedSettings):
         tokens = st.batch_size * st.max_seq_length
-        return estimate_memory(shape, st.method, tokens, int(tokens * label_share) + st.batch_size,
-                               4 if s.device == "cpu" else 2, st.gradient_checkpointing, st.lora_r,
-                               st.target_modules, s.device)
+        plan = plan_from_settings(st)
+        # ftkit's FSDP config checkpoints activations per decoder layer (templates/accelerate/fsdp.yaml)
+        checkpointing = st.gradient_checkpointing or (st.distributed == "fsdp" and not st.accelerate_config)
+        one = estimate_memory(shape, st.method, tokens, int(tokens * label_share) + st.batch_size, dtype_bytes,
+                              checkpointing, st.lora_r, st.target_modules, s.device)
+        return shard_estimate(one, plan.sharding, plan.world_size, shape, dtype_bytes)
 
     available, where = available_memory_gb(s.device, s.settings.memory_limit_gb)
     estimate = est(s.settings)
@@ -192,8 +199,11 @@ def memory_findings(m: dict) -> list[tuple]:
     if e is None:
         return [("info", "training.memory_estimate", f"No memory estimate: {m['why']}.", "")]
     total = e.total_gb * m["processes_sharing"]
-    return [("info", "training.memory_estimate", f"Estimated peak memory {total:.2f} GB ({e.method}, "
-             f"{e.tokens_per_batch:,} tokens per micro-batch, {e.trainable:,} trainable parameters) of "
+    sharded = {"zero2": "gradients and optimizer states", "full": "weights, gradients and optimizer states"}
+    how = f", {sharded[e.sharding]} sharded over {e.world_size} processes" if e.sharding in sharded else ""
+    where = f" per device" if m["processes_sharing"] == 1 and e.world_size > 1 else ""
+    return [("info", "training.memory_estimate", f"Estimated peak memory {total:.2f} GB{where} ({e.method}, "
+             f"{e.tokens_per_batch:,} tokens per micro-batch, {e.trainable:,} trainable parameters{how}) of "
              f"{m['available_gb']:.1f} GB available ({m['why']}): it fits.", "")]
 
 
@@ -229,16 +239,18 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
     """Train in this kernel (one process) or through ``accelerate launch`` (more)."""
     from ftkit.training.trainer import TrainingJob, run_training
 
+    from ftkit.training.distributed import plan_from_settings
+
     bm = run.config.base_model
     job = TrainingJob(s.source.path, s.settings.to_dict(), d.plan.to_dict(),
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
                       trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
-                      progress=progress)
-    if s.settings.num_processes > 1:
+                      progress=progress, run_name=f"{run.engagement.slug}-{run.run_id}")
+    plan = plan_from_settings(s.settings, _config_path(run, s.settings.accelerate_config))
+    if plan.launched:
         from ftkit.training.launch import launch
 
-        return launch(job, d.train_sequences, d.eval_sequences, s.settings.num_processes,
-                      _config_path(run, s.settings.accelerate_config))
+        return launch(job, d.train_sequences, d.eval_sequences, plan)
     return run_training(job, d.train_sequences, d.eval_sequences)
 
 

@@ -27,7 +27,8 @@ DEFAULT_MAX_SEQ_LENGTH = 1024  # when neither engagement.yaml nor the audit give
 EVALS_PER_EPOCH = 5  # eval_steps: 0 -> validate about this often per epoch
 # Settings that do not change what is learned, so a checkpoint stays resumable when only they differ.
 NOT_IN_FINGERPRINT = ("report_to", "eval_max_examples", "memory_limit_gb", "accelerate_config", "sources",
-                      "early_stopping_patience")
+                      "early_stopping_patience", "machine_rank", "main_process_ip", "main_process_port",
+                      "mlflow_tracking_uri")
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,24 @@ class ResolvedSettings:
     gradient_checkpointing: bool
     memory_limit_gb: float
     accelerate_config: str
+    distributed: str = "none"
+    zero_stage: int = 2
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str = ""
+    main_process_port: int = 0
+    mlflow_tracking_uri: str = ""
     sources: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["target_modules"] = list(self.target_modules) or "all-linear"
         return out
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all machines."""
+        return self.num_processes * self.num_machines
 
     def replace(self, **changes) -> "ResolvedSettings":
         return dataclasses.replace(self, **changes)
@@ -110,9 +123,10 @@ def resolve_settings(training, audit_max_seq_length: int = 0, data_max_seq_lengt
 def plan_steps(settings: ResolvedSettings, n_train_sequences: int) -> StepPlan:
     """Optimizer steps from the number of training sequences (packed rows, or examples without packing).
 
-    The last partial batch of an epoch still makes a step (the Trainer does not drop it).
+    The last partial batch of an epoch still makes a step (the Trainer does not drop it). Every process of every
+    machine takes ``batch_size`` sequences per micro-batch.
     """
-    per_step = settings.batch_size * settings.gradient_accumulation_steps * settings.num_processes
+    per_step = settings.batch_size * settings.gradient_accumulation_steps * settings.world_size
     per_epoch = max(1, math.ceil(n_train_sequences / per_step))
     total = settings.max_steps if settings.max_steps > 0 else max(1, math.ceil(per_epoch * settings.epochs))
     eval_steps = settings.eval_steps or max(1, min(total, round(per_epoch / EVALS_PER_EPOCH) or 1))

@@ -46,6 +46,7 @@ class TrainingJob:
     progress: bool = True
     stream_json: bool = False  # workers print machine-readable progress lines for the launcher
     extra: dict = field(default_factory=dict)
+    run_name: str = ""  # the experiment trackers' run name: "<client>-<run id>" (default: the run folder's name)
 
     @property
     def output_dir(self) -> Path:
@@ -54,6 +55,15 @@ class TrainingJob:
     @property
     def metrics_log(self) -> Path:
         return Path(self.run_dir) / "metrics.jsonl"
+
+    @property
+    def logging_dir(self) -> Path:
+        """Where trackers write inside the run folder (TensorBoard event files; MLflow's SQLite store beside it)."""
+        return Path(self.run_dir) / "logs"
+
+    @property
+    def tracking_name(self) -> str:
+        return self.run_name or Path(self.run_dir).name
 
     @property
     def final_dir(self) -> Path:
@@ -79,6 +89,68 @@ def check_tracker(report_to: str) -> list[str]:
     if importlib.util.find_spec(package) is None:
         raise MissingDependency(package, f"training.report_to: {report_to}", hint)
     return [report_to]
+
+
+def mlflow_tracking_uri(job: TrainingJob) -> str:
+    """training.mlflow_tracking_uri, or a SQLite store in the run folder (MLflow 3 refuses plain file stores)."""
+    return job.settings.get("mlflow_tracking_uri") or f"sqlite:///{(job.logging_dir / 'mlflow.db').resolve()}"
+
+
+def tracker_callbacks(job: TrainingJob) -> tuple[list, dict]:
+    """(callbacks, what they record) for ``training.report_to``.
+
+    transformers' own TensorBoard and MLflow callbacks do the logging; they are configured here instead of through
+    ``report_to`` because their defaults write where ftkit loses them: TensorBoard under ``output_dir/runs`` (the
+    checkpoints folder, removed once training succeeded) and MLflow wherever the process's working directory is.
+    Here: event files in ``<run>/logs/``; MLflow runs in ``<run>/logs/mlflow.db`` (or mlflow_tracking_uri), in the
+    experiment ``ftkit-<client>``, artifacts in ``<run>/logs/mlartifacts``; the run name ties both to the run id.
+    """
+    report_to = job.settings.get("report_to", "none")
+    check_tracker(report_to)
+    if report_to == "tensorboard":
+        from transformers.integrations import TensorBoardCallback
+
+        callback = TensorBoardCallback()
+        callback.logging_dir = str(job.logging_dir)  # read in on_train_begin, instead of output_dir/runs/<date>
+        return [callback], {"report_to": report_to, "logging_dir": str(job.logging_dir), "run_name": job.tracking_name}
+    if report_to == "mlflow":
+        return [_mlflow_callback(job)], {"report_to": report_to, "tracking_uri": mlflow_tracking_uri(job),
+                                         "experiment": _experiment_name(job), "run_name": job.tracking_name}
+    if report_to == "wandb":  # transformers' default callback; W&B keeps runs on its own servers
+        from transformers.integrations import WandbCallback
+
+        return [WandbCallback()], {"report_to": report_to, "run_name": job.tracking_name}
+    return [], {"report_to": "none"}
+
+
+def _experiment_name(job: TrainingJob) -> str:
+    client = Path(job.run_dir).resolve().parents[3].name if len(Path(job.run_dir).resolve().parents) > 3 else ""
+    return f"ftkit-{client}" if client else "ftkit"
+
+
+def _mlflow_callback(job: TrainingJob):
+    from unittest import mock
+
+    from transformers.integrations import MLflowCallback
+
+    class RunFolderMLflow(MLflowCallback):
+        """MLflowCallback pointed at this run's store and experiment before it reads its settings."""
+
+        def setup(self, args, state, model):
+            if state.is_world_process_zero:
+                import mlflow
+
+                uri, name = mlflow_tracking_uri(job), _experiment_name(job)
+                job.logging_dir.mkdir(parents=True, exist_ok=True)
+                mlflow.set_tracking_uri(uri)
+                if mlflow.get_experiment_by_name(name) is None and not job.settings.get("mlflow_tracking_uri"):
+                    mlflow.create_experiment(name, artifact_location=(job.logging_dir / "mlartifacts").resolve().as_uri())
+                # MLflowCallback.setup reads these from the environment; scoped to this call, not left behind
+                with mock.patch.dict(os.environ, {"MLFLOW_EXPERIMENT_NAME": name, "MLFLOW_TRACKING_URI": uri}):
+                    return super().setup(args, state, model)
+            return super().setup(args, state, model)
+
+    return RunFolderMLflow()
 
 
 def load_training_model(job: TrainingJob, device: str):
@@ -236,27 +308,59 @@ def _trainer_class():
     return FtkitTrainer
 
 
-def _compatible(cls, kwargs: dict) -> dict:
-    """Map argument names the installed transformers 5.x does not know to their older spelling."""
+# TrainingArguments that only change logging, speed or bookkeeping: when the installed transformers does not know
+# one, training is still the same training, so it is left out with a warning naming it (recorded in the summary).
+# Any other unknown name changes what is trained and stops the run.
+OPTIONAL_ARGUMENTS = ("eval_on_start", "restore_callback_states_from_checkpoint", "logging_first_step",
+                      "disable_tqdm", "dataloader_num_workers", "save_only_model", "ddp_find_unused_parameters",
+                      "data_seed", "run_name")
+
+
+def _compatible(cls, kwargs: dict) -> tuple[dict, list[str]]:
+    """(kwargs for the installed transformers, names left out). Renamed arguments get their older spelling; an
+    unknown optional one (OPTIONAL_ARGUMENTS) is left out with a warning; any other unknown one is an FtkitError."""
     import inspect
+    import warnings
 
     known = set(inspect.signature(cls.__init__).parameters)
     out = dict(kwargs)
-    if "activation_checkpointing" not in known:  # renamed in late 5.x
+    if "activation_checkpointing" not in known and "gradient_checkpointing" in known:  # renamed in late 5.x
         out["gradient_checkpointing"] = out.pop("activation_checkpointing")
         out["gradient_checkpointing_kwargs"] = out.pop("activation_checkpointing_kwargs")
-    if "train_sampling_strategy" not in known:
+    if "train_sampling_strategy" not in known and "group_by_length" in known:
         out["group_by_length"] = out.pop("train_sampling_strategy") == "group_by_length"
-    return {k: v for k, v in out.items() if k in known}
+    unknown = [k for k in out if k not in known]
+    essential = [k for k in unknown if k not in OPTIONAL_ARGUMENTS]
+    if essential:
+        import transformers
+
+        raise FtkitError(f"The installed transformers {transformers.__version__} does not know the training "
+                         f"argument(s) {', '.join(essential)} that ftkit sets, so training would silently differ. "
+                         f"Install a transformers version ftkit supports (see pyproject.toml) and re-run.")
+    for name in unknown:
+        warnings.warn(f"transformers does not know TrainingArguments({name}=...); training runs without it.",
+                      stacklevel=2)
+    return {k: v for k, v in out.items() if k in known}, unknown
 
 
 def training_arguments(job: TrainingJob, device: str, has_eval: bool):
+    """The TrainingArguments of this job (the names the installed transformers ignored: ``.ftkit_ignored``)."""
     import torch
     from transformers import TrainingArguments
 
     s, plan = job.settings, job.plan
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    return TrainingArguments(**_compatible(TrainingArguments, dict(
+    # ftkit's FSDP config checkpoints activations itself (fsdp_activation_checkpointing); transformers refuses both
+    checkpointing = s["gradient_checkpointing"] and s.get("distributed") != "fsdp"
+    kwargs, ignored = _compatible(TrainingArguments, _argument_values(job, device, has_eval, bf16, checkpointing))
+    args = TrainingArguments(**kwargs)
+    args.ftkit_ignored = ignored
+    return args
+
+
+def _argument_values(job: TrainingJob, device: str, has_eval: bool, bf16: bool, checkpointing: bool) -> dict:
+    s, plan = job.settings, job.plan
+    return dict(
         output_dir=str(job.output_dir), per_device_train_batch_size=s["batch_size"],
         per_device_eval_batch_size=s["batch_size"], gradient_accumulation_steps=s["gradient_accumulation_steps"],
         learning_rate=s["learning_rate"], weight_decay=s["weight_decay"], lr_scheduler_type="cosine",
@@ -266,13 +370,27 @@ def training_arguments(job: TrainingJob, device: str, has_eval: bool):
         save_total_limit=2, load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None, restore_callback_states_from_checkpoint=True,
         logging_strategy="steps", logging_steps=max(1, min(plan["eval_steps"], plan["total_steps"] // 50 or 1)),
-        logging_first_step=True, report_to=check_tracker(s["report_to"]), seed=s["seed"], data_seed=s["seed"],
+        logging_first_step=True, report_to="none", run_name=job.tracking_name, seed=s["seed"], data_seed=s["seed"],
         use_cpu=device == "cpu", bf16=bf16, fp16=device == "cuda" and not bf16,
-        activation_checkpointing=s["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False} if s["gradient_checkpointing"] else None,
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         train_sampling_strategy="random" if s["packing"] else "group_by_length",
         dataloader_num_workers=0, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
-        disable_tqdm=True, ddp_find_unused_parameters=False, save_only_model=False)))
+        disable_tqdm=True, ddp_find_unused_parameters=False, save_only_model=False)
+
+
+def one_device_per_process(args) -> int:
+    """Never ``nn.DataParallel``: a single, non-distributed process trains on exactly one GPU.
+
+    transformers sets ``n_gpu`` to every visible GPU when one process runs without torch.distributed, and the
+    Trainer then wraps the model in ``nn.DataParallel``, which splits ftkit's padding-free packed batches (one row)
+    at arbitrary token positions. The Trainer does this same override itself for model-parallel models.
+    Returns the number of GPUs the process would otherwise have used.
+    """
+    visible = getattr(args, "_n_gpu", 0)
+    if args.world_size <= 1 and visible > 1:
+        args._n_gpu = 1
+    return visible
 
 
 def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequences, device: str):
@@ -283,10 +401,14 @@ def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequ
     s = job.settings
     has_eval = bool(eval_sequences)
     callbacks = _callbacks(job, has_eval)
+    trackers, job.extra["tracking"] = tracker_callbacks(job)
+    callbacks += trackers
     if has_eval and s["early_stopping_patience"] > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s["early_stopping_patience"]))
+    args = training_arguments(job, device, has_eval)
+    one_device_per_process(args)
     trainer = _trainer_class()(
-        model=model, args=training_arguments(job, device, has_eval), train_dataset=SequenceDataset(train_sequences),
+        model=model, args=args, train_dataset=SequenceDataset(train_sequences),
         eval_dataset=SequenceDataset(eval_sequences) if has_eval else None,
         data_collator=make_collator(s["packing"], tokenizer, job.eot_id), processing_class=tokenizer,
         callbacks=callbacks)
@@ -310,19 +432,30 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
         model.set_attn_implementation(packed_attention(device))
     model, trainable, total = apply_method(model, job.settings)
     trainer = build_trainer(job, model, tokenizer, train_sequences, eval_sequences, device)
+    from ftkit.training.distributed import check_distributed_type
+
+    check_distributed_type(job.settings.get("distributed", "none"), _distributed_type(trainer))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=job.resume_from or None)
     seconds = time.perf_counter() - started
     tokens = _sum_over_processes(trainer, trainer.tokens)
-    if trainer.is_world_process_zero():
-        _save_final(trainer, tokenizer, job.final_dir)
+    _save_final(trainer, tokenizer, job.final_dir)
     state = trainer.state
     return {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
             "train_seconds": seconds, "train_loss": result.training_loss, "tokens": tokens,
             "trainable_parameters": trainable, "total_parameters": total, "device": device,
             "processes": trainer.args.world_size, "best_checkpoint": state.best_model_checkpoint or "",
             "best_val_loss": state.best_metric, "stopped_early": state.global_step < state.max_steps,
-            "peak_memory_gb": peak_memory_gb(device), "log_history": state.log_history}
+            "peak_memory_gb": peak_memory_gb(device), "log_history": state.log_history,
+            "distributed": job.settings.get("distributed", "none"),
+            "distributed_type": _distributed_type(trainer), "tracking": job.extra.get("tracking", {}),
+            "training_arguments_ignored": list(getattr(trainer.args, "ftkit_ignored", []))}
+
+
+def _distributed_type(trainer) -> str:
+    """What accelerate actually set up (NO, MULTI_GPU, MULTI_CPU, FSDP, DEEPSPEED), the evidence of the mode."""
+    kind = getattr(getattr(trainer, "accelerator", None), "distributed_type", None)
+    return str(getattr(kind, "value", kind or "NO"))
 
 
 def packed_attention(device: str) -> str:
@@ -351,10 +484,12 @@ def _sum_over_processes(trainer, tokens: dict) -> dict:
 def _save_final(trainer, tokenizer, folder: Path) -> None:
     """The adapter (adapter_model.safetensors + adapter_config.json) or the full model, with the tokenizer and
     its chat template alongside: the template training used is the one the model must be served with."""
-    folder.mkdir(parents=True, exist_ok=True)
+    # every process calls save_model (FSDP and ZeRO-3 gather the sharded weights collectively); only rank 0 writes
     trainer.save_model(str(folder))
-    tokenizer.padding_side = "left"  # what generation (baseline, evaluation, serving) expects
-    tokenizer.save_pretrained(str(folder))
+    if trainer.is_world_process_zero():
+        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer.padding_side = "left"  # what generation (baseline, evaluation, serving) expects
+        tokenizer.save_pretrained(str(folder))
 
 
 def peak_memory_gb(device: str) -> float:

@@ -19,7 +19,8 @@ def test_method_defaults_and_sequence_length_from_the_audit():
 
 
 def test_plan_counts_steps_per_epoch_across_processes_and_accumulation():
-    s = resolve_settings(TrainingSettings(batch_size=4, gradient_accumulation_steps=2, num_processes=2, epochs=1.5))
+    s = resolve_settings(TrainingSettings(batch_size=4, gradient_accumulation_steps=2, num_processes=2, epochs=1.5,
+                                            distributed="ddp"))
     plan = plan_steps(s, n_train_sequences=100)
     assert (plan.sequences_per_step, plan.steps_per_epoch, plan.total_steps) == (16, 7, 11)
     assert plan.eval_steps == 1 and plan.warmup_steps == 1
