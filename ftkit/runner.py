@@ -87,8 +87,11 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
                on_event: Callable[[str], None] | None = None) -> list[RunOutcome]:
     """Run the named phases (all by default) in order under the engagement lock; stop at the first failure."""
     phases = ordered(names)
-    load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
+    config = load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
     planned = {p.name for p in phases}
+    from ftkit.hardware_checks import refuse_unrunnable
+
+    refuse_unrunnable(config, [p.name for p in phases], engagement)  # vllm without a GPU, fsdp on CPU, ...
     for phase in phases:  # pre-flight: refuse now rather than after an hour of earlier phases
         check_upstream(engagement, phase, planned=planned)
     overrides = dict(overrides or {})

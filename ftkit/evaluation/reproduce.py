@@ -66,9 +66,10 @@ def prompts_for(setup: BaselineSetup, tokenizer) -> list:
     For a local baseline the hash is over the text rendered by the chat template, so this also proves the
     fine-tuned tokenizer carries the same template. For an HTTP baseline it is over the messages.
     """
+    from ftkit.generation import RENDERED_BACKENDS
     from ftkit.prompting import build_prompts
 
-    local = setup.backend == "local"
+    local = setup.backend in RENDERED_BACKENDS  # local and vllm hash the rendered text
     rendered = build_prompts(setup.records, setup.spec, tokenizer)
     hashed = rendered if local else build_prompts(setup.records, setup.spec, None)
     differ = [p.id for p, h in zip(setup.predictions, hashed) if h.sha256 != p.prompt_sha256]

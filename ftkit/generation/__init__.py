@@ -17,8 +17,8 @@ from ftkit.generation.predictions import (Prediction, derive_max_new_tokens, rea
 from ftkit.generation.remote import generate_openai
 from ftkit.prompting import PromptItem, PromptSpec, build_prompts, split_record
 
-__all__ = ["BACKENDS", "GenerationRun", "Prediction", "derive_max_new_tokens", "generate_for_config",
-           "generate_local", "generate_openai", "read_predictions", "reference_token_lengths", "stop_token_ids",
+__all__ = ["BACKENDS", "RENDERED_BACKENDS", "GenerationRun", "Prediction", "derive_max_new_tokens", "generate_for_config",
+           "generate_local", "generate_openai", "generate_with", "read_predictions", "reference_token_lengths", "stop_token_ids",
            "throughput", "write_predictions"]
 
 CHARS_PER_TOKEN = 4  # rough English average, used only when no tokenizer is at hand (HTTP backends)
@@ -75,7 +75,66 @@ def _openai(config, model_id: str, records: list[dict], spec: PromptSpec, length
     return GenerationRun(preds, prompts, described, "(applied by the endpoint)", max_new)
 
 
-BACKENDS: dict[str, Callable[..., GenerationRun]] = {"local": _local, "openai": _openai}
+def _vllm(config, model_id: str, records: list[dict], spec: PromptSpec, length_records: list[dict],
+          progress: bool) -> GenerationRun:
+    """vLLM on this GPU with the prompts, stops and greedy decoding of ``_local``. A sample is answered with
+    transformers first (then freed) and compared; the comparison goes with the model description, so it lands in
+    the phase's results and manifest."""
+    from ftkit.generation.vllm_backend import VLLMEngine, compare_answers, require_vllm
+    from ftkit.models import load_tokenizer, resolve_model
+    from ftkit.models.describe import describe_model
+
+    require_vllm()
+    bm = config.base_model
+    revision = bm.revision if model_id == bm.id else ""
+    source = resolve_model(model_id, revision)
+    tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code)
+    prompts = build_prompts(records, spec, tokenizer)
+    max_new = derive_max_new_tokens(config.baseline.max_new_tokens, reference_token_lengths(length_records, tokenizer))
+    sample = prompts[:max(0, config.baseline.vllm_check_examples)]
+    reference = _transformers_sample(model_id, revision, bm.trust_remote_code, sample, max_new,
+                                     config.baseline.batch_size) if sample else []
+    engine = VLLMEngine(source.path, tokenizer, source.revision, bm.trust_remote_code)
+    preds = engine.generate(prompts, max_new)
+    described = {**describe_model(source), "device": "cuda", "dtype": "auto", **engine.describe()}
+    if sample:
+        ids = {s.id for s in sample}
+        described["backend_check"] = compare_answers([p for p in preds if p.id in ids], reference)
+    return GenerationRun(preds, prompts, described, tokenizer.chat_template or "", max_new,
+                         engine.load_seconds, {"backend_check": described.get("backend_check")})
+
+
+def _transformers_sample(model_id, revision, trust_remote_code, prompts, max_new, batch_size) -> list[Prediction]:
+    """Answers of ``prompts`` with transformers, the model freed afterwards (vLLM then takes the GPU)."""
+    import gc
+
+    import torch
+
+    from ftkit.models import load_model_and_tokenizer
+
+    loaded = load_model_and_tokenizer(model_id, revision, trust_remote_code)
+    preds = generate_local(loaded.model, loaded.tokenizer, prompts, max_new, batch_size, progress=False)
+    del loaded
+    gc.collect()
+    torch.cuda.empty_cache()
+    return preds
+
+
+def generate_with(backend: str, model, tokenizer, prompts: list[PromptItem], max_new_tokens: int,
+                  batch_size: int = 16, progress: bool = True, engine=None, adapter: bool = True) -> list[Prediction]:
+    """The evaluation's generation on the baseline's backend: ``engine`` (a ``vllm_backend.VLLMEngine``, e.g.
+    ``engine_for_finetuned``) for vllm, with or without its adapter; else ``generate_local`` on ``model``."""
+    if backend == "vllm":
+        if engine is None:
+            raise ValueError("backend vllm needs engine=vllm_backend.engine_for_finetuned(config, finetuned)")
+        return engine.generate(prompts, max_new_tokens, adapter=adapter)
+    return generate_local(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress)
+
+
+BACKENDS: dict[str, Callable[..., GenerationRun]] = {"local": _local, "openai": _openai, "vllm": _vllm}
+# Backends whose prompts ftkit renders with the model's chat template (hashed over that text); the others send
+# messages and the endpoint renders them.
+RENDERED_BACKENDS = ("local", "vllm")
 
 
 def generate_for_config(config, records: list[dict], spec: PromptSpec, length_records: list[dict],
