@@ -70,3 +70,49 @@ def test_training_phase_refuses_before_loading_the_model(audited, set_training):
     assert "Training will not fit in memory" in outcome.error and "memory_limit_gb" in outcome.error
     status = read_json(outcome.run_dir / "status.json")
     assert status["status"] == "failed" and audited.latest_run_id("training") is None
+
+
+LLAMA_8B = ModelShape(4096, 32, 32, 8, 128, 14336, 128256, False)
+
+
+def test_sharding_divides_the_states_it_shards_and_nothing_else():
+    from ftkit.training.memory import shard_estimate
+
+    one = estimate_memory(LLAMA_8B, "full", 2 * 2048, None, 2, True, device="cuda")
+    zero2 = shard_estimate(one, "zero2", 8, LLAMA_8B, 2)
+    full = shard_estimate(one, "full", 8, LLAMA_8B, 2)
+    assert shard_estimate(one, "none", 8, LLAMA_8B, 2).total_gb == pytest.approx(one.total_gb)  # DDP: full copies
+    assert zero2.weights_gb == one.weights_gb and zero2.optimizer_gb == pytest.approx(one.optimizer_gb / 8)
+    assert zero2.gradients_gb == pytest.approx(one.gradients_gb / 8)
+    layer_gb = (LLAMA_8B.linear_params / 32 + 2 * 4096) * 2 / 1024 ** 3  # one decoder layer in bf16, ~0.41 GB
+    assert full.weights_gb == pytest.approx(one.weights_gb / 8 + 2 * layer_gb)  # shard + gathered working set
+    assert full.activations_gb == one.activations_gb  # each process trains its own micro-batch
+    assert full.total_gb < zero2.total_gb < one.total_gb
+    assert (full.sharding, full.world_size) == ("full", 8)
+
+
+def test_refusal_on_both_sides_of_sharding():
+    """Full fine-tuning of an 8B model on 8 x 80 GB: DDP does not fit (a full copy of everything per GPU), FSDP does,
+    and the refusal names FSDP as the setting that fits."""
+    from ftkit.training.memory import shard_estimate
+
+    settings = resolve_settings(TrainingSettings(method="full", batch_size=2, max_seq_length=2048, distributed="ddp",
+                                                 num_processes=8, gradient_checkpointing=True))
+
+    def est(s):
+        one = estimate_memory(LLAMA_8B, s.method, s.batch_size * s.max_seq_length, None, 2, s.gradient_checkpointing,
+                              s.lora_r, s.target_modules, "cuda")
+        sharding = {"ddp": "none", "fsdp": "full", "deepspeed": "zero2" if s.zero_stage == 2 else "full"}
+        return shard_estimate(one, sharding[s.distributed], s.world_size, LLAMA_8B, 2)
+
+    fits = lambda s: est(s).total_gb <= 80  # noqa: E731
+    assert not fits(settings) and est(settings).total_gb > 110  # 15 GB weights + 15 gradients + 60 optimizer + ...
+    assert fits(settings.replace(distributed="fsdp"))
+    text, fitted = suggest_setting(fits, settings)
+    assert fitted.distributed == "fsdp" and text.startswith("training.distributed: fsdp")
+    with pytest.raises(PhaseFailed) as info:
+        check_fits(est(settings), 80.0, "an 80 GB GPU", text)
+    assert "Set training.distributed: fsdp" in str(info.value)
+    check_fits(est(fitted), 80.0, "an 80 GB GPU", None)  # fits: no exception
+    fsdp_text = str(pytest.raises(PhaseFailed, check_fits, est(fitted), 20.0, "a 20 GB GPU", None).value)
+    assert "weights, gradients and optimizer states sharded over 8 processes" in fsdp_text
