@@ -40,6 +40,7 @@ class Setup:
     eot_id: int | None
     eot_token: str | None
     device: str
+    layout_notes: list = field(default_factory=list)  # distributed.check_plan's warnings
 
     @property
     def tiny(self) -> bool:
@@ -67,7 +68,16 @@ def setup(run) -> Setup:
                                 run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
     info = template_info(tokenizer)
-    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device(),
+                 _layout_notes(settings))
+
+
+def _layout_notes(settings) -> list[str]:
+    """Refuse a process layout this machine cannot run (before tokenizing anything); notes worth a finding."""
+    from ftkit.training.distributed import check_plan, plan_from_settings
+    from ftkit.training.launch import visible_gpus
+
+    return check_plan(plan_from_settings(settings), visible_gpus())
 
 
 def setup_findings(s: Setup) -> list[tuple]:
@@ -81,6 +91,10 @@ def setup_findings(s: Setup) -> list[tuple]:
                         for k, why in st.sources.items())
     decided = decided or "every value from engagement.yaml"
     out.append(("info", "training.settings", f"Method {st.method} on {s.device}; {decided}.", ""))
+    out += [("warning", "training.devices", note, "") for note in s.layout_notes]
+    if st.world_size > 1:
+        out.append(("info", "training.distributed", f"Training runs as {st.distributed} in {st.world_size} processes "
+                    f"({st.num_processes} per machine on {st.num_machines} machine(s)) through accelerate launch.", ""))
     if st.method == "qlora" and s.device == "cpu":
         out.append(("info", "training.qlora_cpu", "QLoRA on the CPU works (bitsandbytes dequantises each 4-bit weight "
                     "per matmul) but is slower than LoRA; it saves memory, which matters on a GPU.", ""))

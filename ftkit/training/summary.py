@@ -119,7 +119,24 @@ def training_summary(outcome: dict, history: dict, estimate_gb: float, method: s
         "final_val_loss": best["eval_loss"] if best else None,  # the best checkpoint is the model kept
         "last_val_loss": val[-1]["eval_loss"] if val else None,
         "resumed_from": history.get("resumed_from"),
+        "distributed": outcome.get("distributed", "none"),
+        "tracking": tracking_text(outcome.get("tracking") or {}),
+        "training_arguments_ignored": list(outcome.get("training_arguments_ignored") or []),
     }
+
+
+def tracking_text(tracking: dict) -> str:
+    """Where the experiment tracker logged, in one line.
+
+    >>> tracking_text({"report_to": "tensorboard", "logging_dir": "/r/logs", "run_name": "acme-r1"})
+    'tensorboard: /r/logs (run acme-r1)'
+    >>> tracking_text({})
+    'none'
+    """
+    kind = tracking.get("report_to", "none")
+    where = tracking.get("logging_dir") or tracking.get("tracking_uri") or ""
+    name = tracking.get("run_name")
+    return kind if kind == "none" else f"{kind}: {where or 'its own servers'}" + (f" (run {name})" if name else "")
 
 
 # -- findings (severity, code, message, next step) --------------------------------------------------------------
@@ -157,6 +174,15 @@ def loss_findings(summary: dict, flag: dict) -> list[tuple]:
     return out
 
 
+def _ignored_arguments_findings(summary: dict) -> list[tuple]:
+    ignored = summary.get("training_arguments_ignored") or []
+    if not ignored:
+        return []
+    return [("warning", "training.arguments_ignored", f"The installed transformers does not know the training "
+             f"argument(s) {', '.join(ignored)}; training ran without them (they only affect logging, speed or "
+             f"bookkeeping).", "Install the transformers version ftkit is tested with (see pyproject.toml).")]
+
+
 def throughput_findings(summary: dict, packing: dict) -> list[tuple]:
     how = "packed without padding" if packing["mode"] == "packed" else "length-grouped batches"
     frac = summary["real_token_fraction"]
@@ -170,7 +196,12 @@ def throughput_findings(summary: dict, packing: dict) -> list[tuple]:
                 f"{summary['memory_estimate_gb']:.2f} GB ({100 * ratio:.0f} %); {summary['trainable_parameters']:,} "
                 f"trainable parameters ({summary['trainable_percent']:.2f} % of {summary['total_parameters']:,}); "
                 f"{summary['output_folder']}/ is {summary['output_size_mb']:.1f} MB.", ""))
-    return out
+    return out + _ignored_arguments_findings(summary) + _tracking_findings(summary)
+
+
+def _tracking_findings(summary: dict) -> list[tuple]:
+    where = summary.get("tracking", "none")
+    return [] if where == "none" else [("info", "training.tracking", f"Experiment tracking: {where}.", "")]
 
 
 def tell_client(summary: dict, flag: dict, base_model: str, n_train: int, tiny: bool) -> str:
