@@ -152,8 +152,8 @@ def test_unknown_backend_is_a_config_error(tiny_model_dir):
     from ftkit.errors import ConfigError
 
     config = EngagementConfig()
-    config.baseline.backend = "vllm"
-    with pytest.raises(ConfigError, match="local, openai"):
+    config.baseline.backend = "tgi"
+    with pytest.raises(ConfigError, match="local, openai, vllm"):
         generate_for_config(config, records(), make_spec([], 0), [])
 
 
