@@ -36,7 +36,7 @@ def hardware_problems(config, phases: list[str], engagement=None, gpus: int | No
         if reason:
             problems.append(reason)
     t = config.training
-    if "training" in phases and t.distributed in ("fsdp", "deepspeed"):
+    if "training" in phases and t.distributed != "none":
         from ftkit.training.distributed import check_plan, plan_from_settings
 
         if gpus is None:
