@@ -115,20 +115,6 @@ def plan_from_settings(settings, user_config: str = "") -> LaunchPlan:
                       settings.main_process_ip, settings.main_process_port, settings.zero_stage, user_config)
 
 
-def single_process_device(gpus: int) -> str:
-    """The device string for training in one process: never several GPUs at once.
-
-    With more than one GPU visible, transformers' Trainer would wrap the model in ``nn.DataParallel``, which
-    splits every batch along its first dimension: a padding-free packed batch is one row of all examples, so it
-    would be cut at arbitrary token positions (and DataParallel is slower than DDP anyway). One process uses
-    exactly one device; more GPUs mean ``training.distributed: ddp`` (or fsdp/deepspeed), one process each.
-
-    >>> single_process_device(0), single_process_device(1), single_process_device(8)
-    ('cpu', 'cuda:0', 'cuda:0')
-    """
-    return "cuda:0" if gpus >= 1 else "cpu"
-
-
 def check_plan(plan: LaunchPlan, gpus: int) -> list[str]:
     """Refuse a layout this machine cannot run (FtkitError); return warnings worth a finding."""
     warnings = []

@@ -385,8 +385,10 @@ def one_device_per_process(args) -> int:
     transformers sets ``n_gpu`` to every visible GPU when one process runs without torch.distributed, and the
     Trainer then wraps the model in ``nn.DataParallel``, which splits ftkit's padding-free packed batches (one row)
     at arbitrary token positions. The Trainer does this same override itself for model-parallel models.
-    Returns the number of GPUs the process would otherwise have used.
+    Returns the number of GPUs the process would otherwise have used. (More GPUs are used by more processes:
+    ``training.distributed``; ``distributed.check_plan`` turns the unused ones into a finding.)
     """
+    getattr(args, "device", None)  # set up devices first (cached), so nothing resets n_gpu after this
     visible = getattr(args, "_n_gpu", 0)
     if args.world_size <= 1 and visible > 1:
         args._n_gpu = 1
