@@ -162,39 +162,52 @@ def check_distributed_type(mode: str, actual: str) -> None:
                          f"Check training.accelerate_config, or leave it empty to use ftkit's config for {mode}.")
 
 
+def _yaml(kind: str = "rt"):
+    # ruamel.yaml (ftkit's YAML library): round-trip keeps the template's comments in the generated file.
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ=kind, pure=True)
+    yaml.preserve_quotes = True
+    return yaml
+
+
 def accelerate_config(plan: LaunchPlan, model_folder: str | Path, mixed_precision: str,
                       gradient_accumulation_steps: int = 1) -> tuple[dict, str]:
-    """(config dict, template file name): the shipped template of ``plan.mode`` with this run's values.
+    """(config mapping, template file name): the shipped template of ``plan.mode`` with this run's values.
 
     ``use_cpu`` stays false even without GPUs: accelerate then starts the workers through torchrun, and each
-    worker asks transformers for the CPU itself (gloo), which is how DDP and FSDP run on CPU machines.
+    worker asks transformers for the CPU itself (gloo), which is how DDP runs on CPU machines. Text values are
+    written double-quoted: accelerate reads the file as YAML 1.1, where a bare ``no`` would be false.
     """
-    import yaml
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString as quoted
 
     template = template_path(plan.mode, plan.zero_stage)
-    config = yaml.safe_load(template.read_text(encoding="utf-8"))
+    config = _yaml().load(template.read_text(encoding="utf-8"))
     config.update(num_machines=plan.num_machines, num_processes=plan.world_size, machine_rank=plan.machine_rank,
-                  main_process_ip=plan.main_process_ip or None, main_process_port=plan.main_process_port or DEFAULT_PORT,
-                  mixed_precision=mixed_precision)
+                  main_process_ip=quoted(plan.main_process_ip) if plan.main_process_ip else None,
+                  main_process_port=plan.main_process_port or DEFAULT_PORT, mixed_precision=quoted(mixed_precision))
     if plan.mode == "fsdp":
-        config["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] = ",".join(decoder_layer_classes(model_folder))
+        layers = ",".join(decoder_layer_classes(model_folder))
+        config["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] = quoted(layers)
     if plan.mode == "deepspeed":
         config["deepspeed_config"]["gradient_accumulation_steps"] = gradient_accumulation_steps
     return config, template.name
 
 
-def write_accelerate_config(path: Path, config: dict, template_name: str) -> Path:
-    import yaml
+def write_accelerate_config(path: Path, config, template_name: str) -> Path:
+    import io
 
     from ftkit.fsutil import atomic_write_text
 
-    atomic_write_text(path, GENERATED_HEADER.format(template=template_name) + yaml.safe_dump(config, sort_keys=False))
+    text = io.StringIO()
+    _yaml().dump(config, text)
+    atomic_write_text(path, GENERATED_HEADER.format(template=template_name) + text.getvalue())
     return path
 
 
 def check_user_config(plan: LaunchPlan) -> dict:
     """Read the user's own accelerate config; FtkitError when it is missing or of another mode."""
-    import yaml
+    from ruamel.yaml import YAMLError
 
     path = Path(plan.user_config)
     if not path.is_file():
@@ -202,8 +215,8 @@ def check_user_config(plan: LaunchPlan) -> dict:
                          f"the engagement folder) of a file made with `accelerate config`, or leave it empty to use "
                          f"ftkit's config for training.distributed: {plan.mode}.")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
+        config = _yaml("safe").load(path.read_text(encoding="utf-8")) or {}
+    except YAMLError as err:
         raise FtkitError(f"training.accelerate_config: {path} is not valid YAML ({err}).") from None
     kind = str(config.get("distributed_type", "")) if isinstance(config, dict) else ""
     if kind not in ACCELERATE_TYPES[plan.mode]:
