@@ -30,6 +30,14 @@ from ftkit.generation.local import count_until_stop
 from ftkit.generation.predictions import Prediction
 
 INSTALL = 'pip install "ftkit[vllm]"'
+
+
+def _vllm(module: str = "vllm"):
+    """A vllm module, imported by name: vllm is an optional, CUDA-only extra that CPU installs (and CI) do not have,
+    so nothing in ftkit may import it at module level or require it to resolve."""
+    import importlib
+
+    return importlib.import_module(module)
 SUPPORTED_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's max_lora_rank choices
 GPU_MEMORY_SHARE = 0.85  # of the memory free when the engine starts (a transformers model may hold the rest)
 
@@ -164,7 +172,8 @@ class VLLMEngine:
                  adapter_dir: str | Path = "", tokenizer_path: str = ""):
         require_vllm()
         import torch
-        from vllm import LLM
+
+        LLM = _vllm().LLM
 
         free, total = torch.cuda.mem_get_info()
         self.tokenizer = tokenizer
@@ -179,16 +188,13 @@ class VLLMEngine:
 
     def generate(self, prompts, max_new_tokens: int, adapter: bool = True) -> list[Prediction]:
         """Answers in the order of ``prompts``; with the adapter when one was given and ``adapter``."""
-        from vllm import SamplingParams
-
+        SamplingParams = _vllm().SamplingParams
         stops = self.stops
 
         requests, encoded = token_prompts(prompts, self.tokenizer)
         lora = None
         if adapter and self.adapter_dir:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest(*lora_request_args(self.adapter_dir))
+            lora = _vllm("vllm.lora.request").LoRARequest(*lora_request_args(self.adapter_dir))
         started = time.perf_counter()
         outputs = self.llm.generate(requests, SamplingParams(**sampling_kwargs(max_new_tokens, stops)),
                                     lora_request=lora, use_tqdm=False)
@@ -199,9 +205,7 @@ class VLLMEngine:
                                         reasons)
 
     def describe(self) -> dict:
-        import vllm
-
-        return {"backend": "vllm", "vllm_version": vllm.__version__, "engine": self.kwargs,
+        return {"backend": "vllm", "vllm_version": _vllm().__version__, "engine": self.kwargs,
                 "load_seconds": round(self.load_seconds, 2)}
 
 

@@ -40,7 +40,15 @@ class Setup:
     eot_id: int | None
     eot_token: str | None
     device: str
-    layout_notes: list = field(default_factory=list)  # distributed.check_plan's warnings
+
+    @property
+    def layout_notes(self) -> list[str]:
+        """distributed.check_plan's notes on this machine; FtkitError for a layout it cannot run (asked for by
+        setup_findings, so a direct notebook run is refused before anything is tokenized)."""
+        from ftkit.training.distributed import check_plan, plan_from_settings
+        from ftkit.training.launch import visible_gpus
+
+        return check_plan(plan_from_settings(self.settings), visible_gpus())
 
     @property
     def tiny(self) -> bool:
@@ -68,16 +76,7 @@ def setup(run) -> Setup:
                                 run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
     info = template_info(tokenizer)
-    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device(),
-                 _layout_notes(settings))
-
-
-def _layout_notes(settings) -> list[str]:
-    """Refuse a process layout this machine cannot run (before tokenizing anything); notes worth a finding."""
-    from ftkit.training.distributed import check_plan, plan_from_settings
-    from ftkit.training.launch import visible_gpus
-
-    return check_plan(plan_from_settings(settings), visible_gpus())
+    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
 
 
 def setup_findings(s: Setup) -> list[tuple]:
@@ -259,7 +258,7 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
     job = TrainingJob(s.source.path, s.settings.to_dict(), d.plan.to_dict(),
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
                       trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
-                      progress=progress, run_name=f"{run.engagement.slug}-{run.run_id}")
+                      progress=progress)
     plan = plan_from_settings(s.settings, _config_path(run, s.settings.accelerate_config))
     if plan.launched:
         from ftkit.training.launch import launch

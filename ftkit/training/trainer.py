@@ -63,7 +63,11 @@ class TrainingJob:
 
     @property
     def tracking_name(self) -> str:
-        return self.run_name or Path(self.run_dir).name
+        """``run_name``, else ``<client>-<run id>`` from the run folder (engagements/<client>/phases/<p>/runs/<id>)."""
+        if self.run_name:
+            return self.run_name
+        client = _client_of(self.run_dir)
+        return f"{client}-{Path(self.run_dir).name}" if client else Path(self.run_dir).name
 
     @property
     def final_dir(self) -> Path:
@@ -123,8 +127,15 @@ def tracker_callbacks(job: TrainingJob) -> tuple[list, dict]:
     return [], {"report_to": "none"}
 
 
+def _client_of(run_dir: str) -> str:
+    """The engagement folder's name of a phase run folder, or "" when ``run_dir`` is not laid out like one."""
+    path = Path(run_dir).resolve()
+    parents = path.parents
+    return parents[3].name if len(parents) > 3 and parents[0].name == "runs" and parents[2].name == "phases" else ""
+
+
 def _experiment_name(job: TrainingJob) -> str:
-    client = Path(job.run_dir).resolve().parents[3].name if len(Path(job.run_dir).resolve().parents) > 3 else ""
+    client = _client_of(job.run_dir)
     return f"ftkit-{client}" if client else "ftkit"
 
 

@@ -12,7 +12,7 @@ from ftkit.training.settings import plan_steps, resolve_settings
 from ftkit.training.trainer import TrainingJob, run_training
 
 
-def _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, report_to: str):
+def _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, report_to: str, run_name: str = ""):
     run_dir = tmp_path / "engagements" / "acme" / "phases" / "04_training" / "runs" / "20261201-0900-ab12"
     run_dir.mkdir(parents=True)
     settings = resolve_settings(TrainingSettings(max_steps=4, batch_size=2, eval_steps=2, early_stopping_patience=0,
@@ -20,7 +20,7 @@ def _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, report_to: str):
     train = build_sequences(tiny_examples[:32], 256, True, 0)
     evals = build_sequences(tiny_examples[48:56], 256, True, 0)
     job = TrainingJob(str(tiny_model_dir), settings.to_dict(), plan_steps(settings, len(train)).to_dict(),
-                      str(run_dir), "fp", eot_id, progress=False, run_name="acme-20261201-0900-ab12")
+                      str(run_dir), "fp", eot_id, progress=False, run_name=run_name)
     return run_dir, run_training(job, train, evals)
 
 
@@ -34,7 +34,7 @@ def test_tensorboard_event_files_in_the_run_folder_hold_the_losses(tiny_model_di
     pytest.importorskip("tensorboard", reason='report_to: tensorboard needs the tracking extra: pip install "ftkit[tracking]"')
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir, outcome = _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, "tensorboard")
+    run_dir, outcome = _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, "tensorboard")  # name from the folder
     assert outcome["tracking"] == {"report_to": "tensorboard", "logging_dir": str(run_dir / "logs"),
                                    "run_name": "acme-20261201-0900-ab12"}
     events = EventAccumulator(str(run_dir / "logs")).Reload()
@@ -55,7 +55,7 @@ def test_mlflow_sqlite_store_in_the_run_folder_holds_the_run(tiny_model_dir, tin
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)  # nothing may be written to the working directory
-    run_dir, outcome = _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, "mlflow")
+    run_dir, outcome = _train(tiny_model_dir, tiny_examples, eot_id, tmp_path, "mlflow", "acme-20261201-0900-ab12")
     uri = f"sqlite:///{run_dir / 'logs' / 'mlflow.db'}"
     assert outcome["tracking"] == {"report_to": "mlflow", "tracking_uri": uri, "experiment": "ftkit-acme",
                                    "run_name": "acme-20261201-0900-ab12"}
