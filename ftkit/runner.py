@@ -45,6 +45,7 @@ class RunOutcome:
     duration_s: float = 0.0
     headline: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: execute, report, manifest
+    notebook_path: Path | None = None  # the executed notebook (kept as evidence, also when the run failed)
 
     @property
     def succeeded(self) -> bool:
@@ -82,15 +83,31 @@ def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = fro
                               f"blocks it: {results['blocks_downstream']}")
 
 
+def check_acceptance_metrics(config, source: Path) -> None:
+    """Refuse acceptance criteria naming a metric the evaluation will not produce for this task type, before
+    training spends an hour: a ConfigError lists each bad ``evaluation.acceptance[i].metric`` and the valid
+    names (the evaluation phase checks the same names again against its measured evidence)."""
+    from ftkit.errors import ConfigError
+    from ftkit.evaluation.verdict import check_criteria
+    from ftkit.metrics import metric_names
+
+    try:
+        check_criteria(config.evaluation.acceptance, {"metrics": dict.fromkeys(metric_names(config.task))})
+    except ConfigError as err:
+        raise ConfigError(err.problems, source=str(source)) from None
+
+
 def run_phases(engagement: Engagement, names: list[str] | None = None, overrides: dict | None = None,
                cell_timeout_s: int | None = None, progress: bool = True,
                on_event: Callable[[str], None] | None = None) -> list[RunOutcome]:
     """Run the named phases (all by default) in order under the engagement lock; stop at the first failure."""
     phases = ordered(names)
-    load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
+    config = load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
     planned = {p.name for p in phases}
     for phase in phases:  # pre-flight: refuse now rather than after an hour of earlier phases
         check_upstream(engagement, phase, planned=planned)
+    if "evaluation" in planned:
+        check_acceptance_metrics(config, engagement.config_path)
     overrides = dict(overrides or {})
     per_phase = _split_overrides(engagement, phases, overrides)
     outcomes = []
@@ -239,7 +256,8 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
                        manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error=error[:500])
     t_manifest = time.perf_counter() - t2
     return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,
-                      results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest})
+                      results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest},
+                      notebook_path=output_nb)
 
 
 def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagement, params: dict,

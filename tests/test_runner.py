@@ -149,6 +149,26 @@ def test_malformed_engagement_yaml_is_reported_before_running(make_engagement):
     assert engagement.run_ids("suitability") == []
 
 
+def test_acceptance_metric_names_are_checked_before_any_phase_runs(make_engagement):
+    # Demo task: structured_output. 'acuracy' is a typo and 'accuracy' is a classification metric; both would
+    # otherwise surface only at the end of the evaluation, after data audit, baseline and training ran.
+    engagement = make_engagement(settings={"evaluation.acceptance": [
+        {"metric": "acuracy", "min": 0.8}, {"metric": "field_accuracy", "min": 0.6}, {"metric": "accuracy", "min": 0.5},
+        {"metric": "delta_field_accuracy", "min": 0.0}, {"metric": "win_rate", "min": 0.5}]})
+    with pytest.raises(ConfigError) as info:
+        run_phases(engagement, progress=False)
+    text = str(info.value)
+    assert str(engagement.config_path) in text
+    assert "evaluation.acceptance[0].metric: unknown metric 'acuracy'" in text
+    assert "evaluation.acceptance[2].metric: unknown metric 'accuracy'" in text
+    assert "acceptance[1]" not in text and "acceptance[3]" not in text and "acceptance[4]" not in text
+    assert "valid metrics:" in text and "json_validity" in text and "delta_field_accuracy" in text
+    assert all(engagement.run_ids(p) == [] for p in ("suitability", "data_audit", "baseline"))
+    # Phases before the evaluation alone are not refused: the criteria can still be fixed before it runs.
+    [outcome] = run_phases(engagement, ["suitability"], progress=False)
+    assert outcome.succeeded and outcome.notebook_path == outcome.run_dir / "01_suitability.ipynb"
+
+
 def test_killed_run_is_marked_abandoned_and_rerun_succeeds(make_engagement):
     from ftkit.runner import new_run_id
     from ftkit.verify import verify_engagement
