@@ -56,6 +56,98 @@ def test_questionnaire_saves_answers_and_keeps_comments(make_engagement):
     assert len(questionnaire(engagement.config_path).children) > 10
 
 
+def test_questionnaire_shows_every_question_in_full(make_engagement):
+    import dataclasses
+    import html
+
+    import ipywidgets as w
+
+    from ftkit.config import SuitabilitySettings
+    from ftkit.questionnaire import questionnaire
+
+    engagement = make_engagement()
+    box = questionnaire(engagement.config_path)
+    labels, described = [], []
+    stack = [box]
+    while stack:
+        widget = stack.pop()
+        stack.extend(getattr(widget, "children", ()))
+        if isinstance(widget, w.HTML):
+            labels.append(html.unescape(widget.value))
+        elif isinstance(widget, w.Button):
+            assert widget.layout.width == "auto", "a fixed-width button cuts its text ('Save answers to …')"
+        elif getattr(widget, "description", ""):
+            described.append(widget.description)
+    # ipywidgets cuts a description to a fixed width: no control carries its question there.
+    assert described == []
+    for fld in dataclasses.fields(SuitabilitySettings):
+        assert any(fld.metadata["help"] in label and fld.name in label for label in labels), fld.name
+    assert set(box.controls) == {f.name for f in dataclasses.fields(SuitabilitySettings)}
+    box.controls["quality_examples"].value = 321
+    save = next(c for c in box.children if isinstance(c, w.Button))
+    save.click()
+    from ftkit.config import load_config
+    assert load_config(engagement.config_path).suitability.quality_examples == 321
+
+
+def test_lab_command_is_offline_and_passes_allow_root_only_as_root(tmp_path, monkeypatch):
+    import ftkit.lab as lab
+
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
+    user = lab.lab_command(tmp_path)
+    assert "--allow-root" not in user and f"--notebook-dir={tmp_path}" in user
+    assert {"--LabApp.news_url=None", "--LabApp.extension_manager=readonly"} <= set(user)
+    assert any(a.endswith("NeverCheckForUpdate") for a in user)
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 0)
+    assert "--allow-root" in lab.lab_command(tmp_path)
+
+
+def test_lab_really_starts_here_without_news_or_update_checks(tmp_path):
+    # The real JupyterLab with ftkit's command line (as root on CI and in containers: it must start at all).
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from ftkit.lab import lab_command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "lab.log"
+    extra = ("--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+             "--IdentityProvider.token=ftkit-test", "--debug")
+    env = {**__import__("os").environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
+    with open(log, "w") as out:
+        server = subprocess.Popen(lab_command(tmp_path, extra), stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token=ftkit-test", timeout=10) as response:
+                return response.read().decode()
+
+        deadline, page = time.monotonic() + 90, None
+        while page is None:
+            assert server.poll() is None, log.read_text()[-3000:]
+            try:
+                page = get("/lab")
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+        assert config["news"] == {"disabled": True}
+        assert config["extensionManager"]["can_install"] is False  # read-only: it never searches PyPI
+        assert json.loads(get("/lab/api/update")) == {"notification": None}
+        assert json.loads(get("/lab/api/news")) == {"news": []}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert "Running as root is not recommended" not in text
+    assert "Failed to get latest version" not in text and "feed.xml" not in text, text[-3000:]
+
+
 def test_demo_data_file_is_the_generator_output(tmp_path):
     from ftkit.demo_data import write
     from ftkit.resources import sample_data_dir
