@@ -49,7 +49,7 @@ def test_questionnaire_saves_answers_and_keeps_comments(make_engagement):
     save_answers(engagement.config_path, {"needs_fresh_facts": True, "quality_examples": 250})
     config = load_config(engagement.config_path)
     assert config.suitability.needs_fresh_facts is True and config.suitability.quality_examples == 250
-    assert "# answers depend on new/changing facts" in engagement.config_path.read_text()
+    assert "# Answers depend on new/changing facts" in engagement.config_path.read_text()
     with pytest.raises(ConfigError):
         save_answers(engagement.config_path, {"quality_examples": "many"})
     assert load_config(engagement.config_path).suitability.quality_examples == 250  # file untouched
