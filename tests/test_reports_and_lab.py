@@ -158,3 +158,54 @@ def test_demo_data_file_is_the_generator_output(tmp_path):
     assert len(records) >= 600
     answers = [r["messages"][-1]["content"] for r in records]
     assert sum(1 for a in answers if not a.strip()) == 1  # the deliberate empty answer
+
+
+def test_run_report_moves_warnings_progress_and_reprs_to_the_run_log(tmp_path):
+    import base64
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from ftkit.reports import RUN_LOG, render_run_report
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
+    cells = [
+        new_code_cell("x", outputs=[new_output("display_data", {"text/markdown": "## Findings", "text/plain": "md"}),
+                                    new_output("stream", name="stderr", text="/usr/lib/x.py:3: FutureWarning: old\n")]),
+        new_code_cell("y", outputs=[new_output("stream", name="stdout",
+                                               text="\rgenerating:  50%|#####     | 6/12 [00:01<00:01, 5.0ex/s]"
+                                                    "\rgenerating: 100%|##########| 12/12 [00:02<00:00, 6.0ex/s]\n"
+                                                    "12 answers written to predictions.jsonl\n"),
+                                    new_output("display_data", {"application/vnd.jupyter.widget-view+json":
+                                                                {"model_id": "abc"},
+                                                                "text/plain": "Writing model shards: 0%"})]),
+        new_code_cell("z", outputs=[new_output("display_data", {"text/plain": "<Figure size 1110x360 with 1 Axes>"}),
+                                    new_output("display_data", {"image/png": png, "text/plain": "<Figure>"}),
+                                    new_output("execute_result", {"text/plain": "PosixPath('/tmp/x/results.json')"},
+                                               execution_count=3),
+                                    new_output("error", ename="RuntimeError", evalue="the run broke",
+                                               traceback=["RuntimeError: the run broke"])]),
+    ]
+    notebook = tmp_path / "run" / "05_evaluation.ipynb"
+    notebook.parent.mkdir()
+    nbformat.write(new_notebook(cells=cells), str(notebook))
+    out = render_run_report(notebook, notebook.parent / "report.html",
+                            {"client": "acme", "client_name": "Acme", "phase": "evaluation", "phase_title": "Eval",
+                             "run_id": "r1", "status": "failed",
+                             "inputs": {"data/a.jsonl": "ab" * 32, "/opt/ftkit/other/prices.yaml": "cd" * 32}})
+    page = out.read_text()
+    kept = re.sub(r"<style.*?</style>", "", page, flags=re.S)
+    assert "Findings" in kept and "12 answers written to predictions.jsonl" in kept
+    assert f"data:image/png;base64,{png}" in kept
+    assert "the run broke" in kept  # a failed run's error stays in the report
+    # (nbconvert styles the error block as stderr too; only the error's own block may have that style)
+    assert kept.count('data-mime-type="application/vnd.jupyter.stderr"') == 1
+    for noise in ("FutureWarning", "generating:", "Writing model shards", "Figure size", "PosixPath(",
+                  "/opt/ftkit/other"):
+        assert noise not in kept, noise
+    assert "outside the engagement: prices.yaml" in kept and "data/a.jsonl" in kept
+    log = (notebook.parent / RUN_LOG).read_text()
+    assert "--- cell 1 [stderr]\n/usr/lib/x.py:3: FutureWarning: old" in log
+    assert "--- cell 2 [progress]" in log and "12/12" in log and "--- cell 2 [widget]\nWriting model shards" in log
+    assert "--- cell 3 [repr]\n<Figure size 1110x360 with 1 Axes>\nPosixPath('/tmp/x/results.json')" in log
+    assert "12 answers written" not in log and "Findings" not in log
