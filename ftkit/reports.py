@@ -213,7 +213,7 @@ def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:
 
     >>> cost = {"self_hosted_usd": 500.0, "managed": [{"provider": "P", "name": "m", "usd": 9.5, "allowed": True}]}
     >>> hosting_note(cost, {"results": {"hosting": "self_hosted", "hosting_reason": "GDPR."}})["text"]
-    'P m costs $9.50/month against $500.00 self-hosted, but self-hosting was chosen for compliance: GDPR.'
+    'P m costs $9.50/month against $500.00 self-hosted, but self-hosting was chosen: GDPR.'
     """
     if not cost or not _number(cost.get("self_hosted_usd")):
         return None
@@ -229,7 +229,7 @@ def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:
                                                      f"managed provider may receive the client's data."}
     if suitability.get("hosting") == "self_hosted" and suitability.get("hosting_reason"):
         return {"title": "Why self-hosted",
-                "text": f"{head}, but self-hosting was chosen for compliance: {suitability['hosting_reason']}"}
+                "text": f"{head}, but self-hosting was chosen: {suitability['hosting_reason']}"}
     return {"title": "Cheaper option", "text": f"{head}, and no compliance setting rules it out: consider the "
                                                f"managed provider unless volume will grow past break-even."}
 

@@ -399,7 +399,7 @@ def test_cost_card_says_why_self_hosting_when_a_managed_option_is_cheaper(make_e
     reason = "Compliance (gdpr) makes sending data to a provider a legal question."
     shown = _with_hosting(make_engagement, "gdpr", {"hosting": "self_hosted", "hosting_reason": reason})
     assert ("Why self-hosted: Together AI Llama 3.1 8B + LoRA (serverless) costs $4.71/month against $547.50 "
-            f"self-hosted, but self-hosting was chosen for compliance: {reason}") in shown
+            f"self-hosted, but self-hosting was chosen: {reason}") in shown
     forbidden = _with_hosting(make_engagement, "closed", {"hosting": "self_hosted"}, managed_allowed=False)
     assert "Why self-hosted:" in forbidden and "compliance.allow_external_providers is false" in forbidden
     free = _with_hosting(make_engagement, "free", {"hosting": "managed_or_self_hosted"})

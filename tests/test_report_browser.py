@@ -86,8 +86,9 @@ def probe_page(page: Path, tmp_path: Path) -> dict:
     return json.loads(html_lib.unescape(found.group(1)))
 
 
-def report_problems(page: Path, engagement_dir: Path, tmp_path: Path) -> list[str]:
-    """Everything that makes a phase report unfit to hand to a client (empty list = clean)."""
+def report_problems(page: Path, engagement_dir: Path, tmp_path: Path, ran_in: Path | None = None) -> list[str]:
+    """Everything that makes a phase report unfit to hand to a client (empty list = clean). ``ran_in``: where the
+    engagement folder was when the run happened, if it has been copied since (its paths are its own too)."""
     probe = probe_page(page, tmp_path)
     problems, text = [], probe["text"]
     figures = sorted((page.parent / "figures").glob("*.png")) if (page.parent / "figures").is_dir() else []
@@ -105,10 +106,11 @@ def report_problems(page: Path, engagement_dir: Path, tmp_path: Path) -> list[st
         if re.search(pattern, text):
             problems.append(f"{what}: {re.search('.{0,60}' + pattern + '.{0,60}', text).group(0)!r}")
     # Allowed: the engagement's own folder, and the base model when engagement.yaml names it by a local folder.
-    own = (str(engagement_dir.resolve()),) + ((load_config(engagement_dir / "engagement.yaml").base_model.id,)
-                                             if (engagement_dir / "engagement.yaml").is_file() else ())
+    roots = [str(engagement_dir.resolve()), str((ran_in or engagement_dir).resolve())]
+    if (engagement_dir / "engagement.yaml").is_file():
+        roots.append(load_config(engagement_dir / "engagement.yaml").base_model.id.rstrip("/"))
     foreign = sorted({p for p in re.findall(r"(?<![\w.:/])/(?:[\w.+-]+/)+[\w.+-]*", text)
-                      if not p.startswith(own)})
+                      if not any(p == root or p.startswith(root + "/") for root in roots)})
     if foreign:
         problems.append(f"local paths outside the engagement folder: {foreign[:5]}")
     if probe["empty_tables"]:
@@ -199,14 +201,14 @@ def test_the_report_checks_catch_an_unclean_phase_report(tmp_path):
         assert expected in problems, (expected, problems)
 
 
-def test_every_phase_report_is_clean_for_a_client(full_engagement, tmp_path):
+def test_every_phase_report_is_clean_for_a_client(full_engagement, tiny_chain, tmp_path):
     from ftkit.phases import ordered
     from ftkit.reports import RUN_LOG
 
     problems = {}
     for phase in ordered():
         run_dir = full_engagement.latest_run_dir(phase)
-        found = report_problems(run_dir / "report.html", full_engagement.path, tmp_path)
+        found = report_problems(run_dir / "report.html", full_engagement.path, tmp_path, tiny_chain.engagement.path)
         if found:
             problems[phase.name] = found
         assert list((run_dir / "figures").glob("*.png")), f"{phase.name} draws at least one figure"
