@@ -86,7 +86,8 @@ def show_png(path) -> None:
         from IPython import get_ipython
         from IPython.display import Image, display
         if get_ipython() is not None:
-            display(Image(data=Path(path).read_bytes(), format="png"))
+            alt = Path(path).stem.replace("_", " ")  # report.html's <img alt>: the figure's name
+            display(Image(data=Path(path).read_bytes(), format="png"), metadata={"image/png": {"alt": alt}})
             return
     except ImportError:
         pass

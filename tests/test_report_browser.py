@@ -97,6 +97,9 @@ def report_problems(page: Path, engagement_dir: Path, tmp_path: Path, ran_in: Pa
         problems.append(f"{len(broken)} image(s) do not decode")
     if len(probe["images"]) - len(broken) < len(figures):
         problems.append(f"{len(figures)} figure(s) saved but only {len(probe['images']) - len(broken)} image(s) shown")
+    unnamed = [i for i in probe["images"] if i["alt"] in ("", "No description has been provided for this image")]
+    if unnamed:
+        problems.append(f"{len(unnamed)} image(s) without a name (alt text)")
     if "<Figure size" in text:
         problems.append("a figure is shown as text: " + re.search(r"<Figure size[^>]*>", text).group(0))
     if probe["stderr_blocks"]:
@@ -188,14 +191,15 @@ def test_the_report_checks_catch_an_unclean_phase_report(tmp_path):
     (run / "figures").mkdir(parents=True)
     (run / "figures" / "a.png").write_bytes(b"not shown")
     page = run / "report.html"
-    page.write_text('<!DOCTYPE html><html><body><img alt="x" src="data:image/png;base64,AAAA">'
+    page.write_text('<!DOCTYPE html><html><body><img alt="" src="data:image/png;base64,AAAA">'
                     '<div data-mime-type="application/vnd.jupyter.stderr"><pre>generating:  50%|##   | 6/12 [00:01<00:01]'
                     '</pre></div><pre>&lt;Figure size 1110x360 with 1 Axes&gt;</pre>'
                     "<pre>/usr/lib/python3/site-packages/x.py:3: FutureWarning: old</pre>"
                     "<pre>PosixPath('/tmp/elsewhere/results.json')</pre>"
                     "<table><caption>Regressions (0)</caption></table></body></html>")
     problems = " | ".join(report_problems(page, tmp_path / "eng", tmp_path))
-    for expected in ("do not decode", "1 figure(s) saved but only 0", "figure is shown as text", "stderr block",
+    for expected in ("do not decode", "1 figure(s) saved but only 0", "without a name", "figure is shown as text",
+                     "stderr block",
                      "progress bar", "library warning", "stray Path repr", "outside the engagement folder",
                      "empty table"):
         assert expected in problems, (expected, problems)

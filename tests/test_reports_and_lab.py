@@ -180,7 +180,8 @@ def test_run_report_moves_warnings_progress_and_reprs_to_the_run_log(tmp_path):
                                                                 {"model_id": "abc"},
                                                                 "text/plain": "Writing model shards: 0%"})]),
         new_code_cell("z", outputs=[new_output("display_data", {"text/plain": "<Figure size 1110x360 with 1 Axes>"}),
-                                    new_output("display_data", {"image/png": png, "text/plain": "<Figure>"}),
+                                    new_output("display_data", {"image/png": png, "text/plain": "<Figure>"},
+                                               metadata={"image/png": {"alt": "loss <curve>"}}),
                                     new_output("execute_result", {"text/plain": "PosixPath('/tmp/x/results.json')"},
                                                execution_count=3),
                                     new_output("error", ename="RuntimeError", evalue="the run broke",
@@ -197,6 +198,7 @@ def test_run_report_moves_warnings_progress_and_reprs_to_the_run_log(tmp_path):
     kept = re.sub(r"<style.*?</style>", "", page, flags=re.S)
     assert "Findings" in kept and "12 answers written to predictions.jsonl" in kept
     assert f"data:image/png;base64,{png}" in kept
+    assert 'alt="loss &lt;curve&gt;"' in kept  # the figure's name, from show_png's metadata
     assert "the run broke" in kept  # a failed run's error stays in the report
     # (nbconvert styles the error block as stderr too; only the error's own block may have that style)
     assert kept.count('data-mime-type="application/vnd.jupyter.stderr"') == 1
