@@ -285,6 +285,18 @@ def fit_embeddings(model, tokenizer) -> bool:
     return True
 
 
+def install_template(tokenizer, template: str | None, added_tokens=None) -> None:
+    """Put a prepared template (and the tokens ftkit added for it) on a freshly loaded tokenizer: for the
+    training worker, which loads the base model's tokenizer again in its own process."""
+    if added_tokens:
+        from tokenizers import AddedToken
+
+        missing = [t for t in added_tokens if t not in tokenizer.get_vocab()]
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+    if template:
+        tokenizer.chat_template = template
+
+
 def with_system(messages: list[dict], system_prompt: str) -> list[dict]:
     """``messages`` with the engagement's system prompt first when they have none (baseline, training and serving
     all add it the same way).

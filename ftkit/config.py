@@ -434,7 +434,18 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path) -> EngagementConfig:
-    return parse_config(load_yaml(path), source=str(path))
+    config = parse_config(load_yaml(path), source=str(path))
+    _anchor_chat_template(config, Path(path).parent)
+    return config
+
+
+def _anchor_chat_template(config, folder: Path) -> None:
+    """A relative ``base_model.chat_template`` file path is relative to the engagement folder (where the yaml is)."""
+    from ftkit.chat_plan import SHIPPED_TEMPLATES
+
+    value = config.base_model.chat_template
+    if value and value not in SHIPPED_TEMPLATES and not Path(value).is_absolute():
+        config.base_model.chat_template = str((folder / value).resolve())
 
 
 def to_dict(config) -> dict:

@@ -58,11 +58,13 @@ def setup(run) -> Setup:
     bm = run.config.base_model
     source = resolve_model(bm.id, bm.revision)
     description = describe_model(source)
-    run.record_model(description)
     tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
-    if not tokenizer.chat_template:
-        raise PhaseFailed(f"The tokenizer of {bm.id} has no chat template, so assistant turns cannot be found for "
-                          f"assistant-only loss. Use an instruct/chat model, or one whose tokenizer ships a template.")
+    from ftkit.chat_plan import prepare_tokenizer
+
+    plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
+    description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
+    run.record_model(description)
+    run.write_json("chat_plan.json", plan.to_dict())
     settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
                                 run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
@@ -117,7 +119,8 @@ def prepare_data(run, s: Setup) -> Data:
     for name, filename in SPLIT_FILES.items():
         path = run.upstream_file("data_audit", filename)
         hashes[filename] = run.record_input(path)
-        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name)
+        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name,
+                                      system_prompt=run.config.task.system_prompt)
     train, validation = splits["train"], subset(splits["validation"], st.eval_max_examples)
     if not train.examples:
         raise PhaseFailed(f"No training example is left after tokenizing the {train.n_records} training records "
@@ -234,6 +237,10 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
                       trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
                       progress=progress)
+    # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
+    job.extra["chat_template"] = s.tokenizer.chat_template
+    job.extra["added_tokens"] = list(getattr(s.tokenizer, "_ftkit_chat_plan", ("", None))[1].added_tokens
+                                     if getattr(s.tokenizer, "_ftkit_chat_plan", None) else [])
     if s.settings.num_processes > 1:
         from ftkit.training.launch import launch
 
