@@ -270,7 +270,10 @@ def render_with_spans(tokenizer, conversations: list[list[dict]]) -> list[Render
             continue
         text = texts[i]
         if isinstance(text, Exception):
-            results.append(Rendered(error=f"the chat template cannot render this conversation: {text}"))
+            from ftkit.prompting import template_fix
+
+            results.append(Rendered(error=f"the chat template cannot render this conversation "
+                                          f"({str(text).splitlines()[0][:160]}); {template_fix(str(text))}"))
             continue
         located = _locate(text, conv, info)
         results.append(located if located is not None else _locate_by_prefixes(tokenizer, text, conv, info))
