@@ -54,7 +54,7 @@ def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> Audit
     """Audit the engagement's data files (and test files) with the settings of engagement.yaml."""
     config = run.config
     d, task = config.data, config.task
-    tokenizer, why = (load_base_tokenizer(config, run.engagement_dir) if use_tokenizer
+    tokenizer, why = (load_base_tokenizer(config) if use_tokenizer
                       else (None, "turned off (use_tokenizer=False)"))
     control = tuple(tokenizer.all_special_tokens) if tokenizer is not None else ()
     options = AuditOptions(

@@ -68,8 +68,26 @@ def setup(run) -> Setup:
     settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
                                 run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
+    if settings.packing and _attention_softcapping(source.path):
+        # Gemma 2 caps attention logits (tanh); the padding-free packed attention runs sdpa, which cannot.
+        import dataclasses
+
+        settings = dataclasses.replace(settings, packing=False)
+        settings.sources["packing"] = "off: this architecture caps attention logits, which packed attention cannot do"
     info = template_info(tokenizer)
     return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+
+
+def _attention_softcapping(model_path: str) -> bool:
+    """True when the model's config.json sets attention-logit soft-capping (Gemma 2)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return config.get("attn_logit_softcapping") is not None
 
 
 def setup_findings(s: Setup) -> list[tuple]:
