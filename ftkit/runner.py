@@ -85,19 +85,17 @@ def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = fro
     """Refuse a phase whose upstream phases have no succeeded run, or whose latest run of any phase it depends on
     (directly or not) blocks it (a data audit with verdict blocked), saying why and what to re-run. ``planned``:
     phases that will run before this one in the same invocation (not checked yet: they have not run)."""
-    for name in _ancestors(phase):
-        if name in planned:
-            continue
+    ancestors = [name for name in _ancestors(phase) if name not in planned]
+    for name in reversed(ancestors):  # the earliest blocking phase first: its reasons are the root cause
         run_dir = engagement.latest_run_dir(name)
-        if run_dir is None:
-            if name in phase.upstream:
-                raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
-                                  f"ftkit run {engagement.slug} --phase {name}")
-            continue
-        results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+        results = read_json(run_dir / RESULTS_FILE) if run_dir and (run_dir / RESULTS_FILE).is_file() else {}
         if results.get("blocks_downstream"):
             raise PhaseFailed(f"Phase '{phase.name}' cannot start: the latest '{name}' run ({run_dir.name}) "
                               f"blocks it: {results['blocks_downstream']}. Fix that, then re-run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
+    for name in phase.upstream:
+        if name not in planned and engagement.latest_run_dir(name) is None:
+            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
                               f"ftkit run {engagement.slug} --phase {name}")
 
 
