@@ -96,6 +96,9 @@ def setup_findings(s: Setup) -> list[tuple]:
         out.append(("warning", "training.tiny_random_model", "The base model is ftkit's randomly initialised TEST model "
                     "(tiny Llama, random weights): this run only shows that the training pipeline works; its losses "
                     "and its adapter mean nothing.", "Set base_model.id to the client's real base model."))
+    cached = getattr(s.tokenizer, "_ftkit_chat_plan", None)
+    if cached:  # the template the labels are built with, and what it does with the system prompt
+        out.append(("info", "training.chat_template", cached[1].summary(), ""))
     st = s.settings
     decided = ", ".join("target_modules = all linear layers" if k == "target_modules" else f"{k} = {getattr(st, k)} ({why})"
                         for k, why in st.sources.items())
