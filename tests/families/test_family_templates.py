@@ -165,3 +165,40 @@ def _fill(go: str, messages) -> str:
     match = re.fullmatch(pattern, go, flags=re.S)
     assert match, "the TEMPLATE does not have the expected control flow"
     return render_segments(match.groupdict(), messages)
+
+
+@pytest.mark.parametrize("shipped,published", [("llama3", "llama3_1"), ("gemma", "gemma3"), ("mistral", "mistral_v0_3"),
+                                               ("phi3", "phi3"), ("chatml", None)])
+def test_shipped_templates_are_the_published_ones_and_work_on_a_plain_base_model(family_dir, shipped, published):
+    from family_models import template_text
+
+    from ftkit.chat_format import tokenize_with_assistant_labels
+    from ftkit.chat_plan import REQUIRED_TOKENS, plan_chat, shipped_template
+    from ftkit.models.loading import load_tokenizer
+
+    if published:
+        assert shipped_template(shipped) == template_text(published)
+    tok = load_tokenizer(str(family_dir("plain_base")))
+    plan = plan_chat(tok, shipped)
+    assert plan.template_source == f"shipped:{shipped}"
+    assert set(plan.added_tokens) == set(REQUIRED_TOKENS[shipped])  # the plain vocabulary has none of them
+    row = tokenize_with_assistant_labels(tok, [CONVS[0]])[0]
+    assert row["has_end_of_turn_label"] and SYSTEM in tok.decode(row["input_ids"])
+
+
+def test_chat_template_setting_errors_name_the_field(tmp_path, family_dir):
+    from ftkit.chat_plan import plan_chat
+    from ftkit.config import BaseModelSettings
+    from ftkit.errors import ConfigError
+    from ftkit.models.loading import load_tokenizer
+
+    with pytest.raises(ValueError, match="chat_template must be one of chatml"):
+        BaseModelSettings(chat_template="vicuna")
+    tok = load_tokenizer(str(family_dir("plain_base")))
+    with pytest.raises(ConfigError, match="base_model.chat_template: cannot read"):
+        plan_chat(tok, str(tmp_path / "missing.jinja"))
+    own = tmp_path / "own.jinja"
+    own.write_text("{% for m in messages %}<|endoftext|>{{ m.role }}: {{ m.content }}{% endfor %}"
+                   "{% if add_generation_prompt %}<|endoftext|>assistant: {% endif %}\n", encoding="utf-8")
+    plan = plan_chat(tok, str(own))
+    assert plan.template_source == f"file:{own}" and tok.chat_template.endswith("{% endif %}")
