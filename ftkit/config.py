@@ -104,6 +104,20 @@ class BaseModelSettings:
         "Allow model code from the hub to run. Off unless the client approved it."))
     candidates: list[str] = field(default_factory=list, metadata=_help(
         "Other base models the baseline phase should also score and compare."))
+    chat_template: str = field(default="", metadata=_help(
+        "Chat template for a base model without one (or to replace the model's): a shipped name (chatml, llama3, "
+        "gemma, mistral, phi3) or a .jinja file path (relative to the engagement folder). Empty = the model's own; "
+        "for a model without one ftkit picks the family template whose special tokens the vocabulary has, else "
+        "ChatML with added tokens, and says why."))
+
+    def __post_init__(self):
+        from ftkit.chat_plan import SHIPPED_TEMPLATES
+
+        value = (self.chat_template or "").strip()
+        if value and value not in SHIPPED_TEMPLATES and not value.endswith((".jinja", ".j2", ".txt")):
+            raise ValueError(f"chat_template must be one of {', '.join(SHIPPED_TEMPLATES)} or a path to a .jinja "
+                             f"file, got {self.chat_template!r}")
+        self.chat_template = value
 
 
 @dataclass
@@ -439,7 +453,18 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path) -> EngagementConfig:
-    return parse_config(load_yaml(path), source=str(path))
+    config = parse_config(load_yaml(path), source=str(path))
+    _anchor_chat_template(config, Path(path).parent)
+    return config
+
+
+def _anchor_chat_template(config, folder: Path) -> None:
+    """A relative ``base_model.chat_template`` file path is relative to the engagement folder (where the yaml is)."""
+    from ftkit.chat_plan import SHIPPED_TEMPLATES
+
+    value = config.base_model.chat_template
+    if value and value not in SHIPPED_TEMPLATES and not Path(value).is_absolute():
+        config.base_model.chat_template = str((folder / value).resolve())
 
 
 def to_dict(config) -> dict:

@@ -68,19 +68,36 @@ def notebook_for(phase: Phase, engagement: Engagement | None = None) -> Path:
     return path
 
 
+def _ancestors(phase: Phase) -> list[str]:
+    """Every phase ``phase`` depends on, directly or through others (data_audit for evaluation)."""
+    from ftkit.phases import get_phase
+
+    seen: list[str] = []
+    todo = list(phase.upstream)
+    while todo:
+        name = todo.pop(0)
+        if name not in seen:
+            seen.append(name)
+            todo += list(get_phase(name).upstream)
+    return seen
+
+
 def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = frozenset()) -> None:
-    """Refuse a phase whose upstream phases have no succeeded run (or blocked), saying what to run first."""
-    for name in phase.upstream:
-        if name in planned:
-            continue
+    """Refuse a phase whose upstream phases have no succeeded run, or whose latest run of any phase it depends on
+    (directly or not) blocks it (a data audit with verdict blocked), saying why and what to re-run. ``planned``:
+    phases that will run before this one in the same invocation (not checked yet: they have not run)."""
+    ancestors = [name for name in _ancestors(phase) if name not in planned]
+    for name in reversed(ancestors):  # the earliest blocking phase first: its reasons are the root cause
         run_dir = engagement.latest_run_dir(name)
-        if run_dir is None:
-            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
-                              f"ftkit run {engagement.slug} --phase {name}")
-        results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+        results = read_json(run_dir / RESULTS_FILE) if run_dir and (run_dir / RESULTS_FILE).is_file() else {}
         if results.get("blocks_downstream"):
             raise PhaseFailed(f"Phase '{phase.name}' cannot start: the latest '{name}' run ({run_dir.name}) "
-                              f"blocks it: {results['blocks_downstream']}")
+                              f"blocks it: {results['blocks_downstream']}. Fix that, then re-run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
+    for name in phase.upstream:
+        if name not in planned and engagement.latest_run_dir(name) is None:
+            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
 
 
 def check_acceptance_metrics(config, source: Path) -> None:
@@ -114,7 +131,9 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
     with engagement_lock(engagement.lock_path, purpose="ftkit run " + " ".join(p.name for p in phases)):
         recover_abandoned_runs(engagement)
         for phase in phases:
-            check_upstream(engagement, phase, planned=planned & {o.phase for o in outcomes if o.succeeded})
+            # Phases already run in this invocation are checked like any other: a blocked audit that "succeeded"
+            # as a notebook still refuses what follows, with its own reasons.
+            check_upstream(engagement, phase, planned=planned - {o.phase for o in outcomes} - {phase.name})
             if on_event:
                 on_event(f"{phase.folder}: running")
             outcome = run_phase(engagement, phase, per_phase[phase.name], cell_timeout_s, progress)

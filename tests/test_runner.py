@@ -140,6 +140,24 @@ def test_blocked_upstream_refuses_downstream(make_engagement):
         run_phases(engagement, ["baseline"], progress=False)
 
 
+def test_blocked_audit_in_the_same_run_refuses_what_follows_with_its_own_reasons(make_engagement, tiny_model_dir):
+    """The real audit notebook on data that blocks (too few examples), then `ftkit run` carries on to the
+    baseline in the same invocation: refused with the audit's reason and the re-run command, not a downstream
+    error, and no baseline or training run is started. Later phases (evaluation: through baseline and training)
+    are refused by the same blocked audit."""
+    engagement = make_engagement(n=30, base_model=str(tiny_model_dir), settings={"data.min_examples": 500})
+    with pytest.raises(PhaseFailed) as info:
+        run_phases(engagement, ["data_audit", "baseline", "training"], progress=False)
+    message = str(info.value)
+    assert "Phase 'baseline' cannot start" in message and "data.min_examples is 500" in message
+    assert f"ftkit run {engagement.slug} --phase data_audit" in message
+    assert "empty" not in message
+    assert engagement.run_ids("baseline") == [] and engagement.run_ids("training") == []
+    assert len(engagement.run_ids("data_audit")) == 1
+    with pytest.raises(PhaseFailed, match="latest 'data_audit' run .* blocks it"):
+        run_phases(engagement, ["evaluation"], progress=False)
+
+
 def test_malformed_engagement_yaml_is_reported_before_running(make_engagement):
     engagement = make_engagement()
     engagement.config_path.write_text("task:\n  type: poetry\ntraining: {epochs: lots}\n")
