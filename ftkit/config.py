@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftkit.errors import ConfigError
+from ftkit.safe_values import text_problem
 
 TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
 DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
@@ -39,7 +40,8 @@ class TaskSettings:
     type: str = field(default="structured_output", metadata=_help(
         "What the model must do; selects metrics.", choices=TASK_TYPES))
     system_prompt: str = field(default="", metadata=_help(
-        "System prompt used by baseline, training, evaluation and serving (one template everywhere)."))
+        "System prompt used by baseline, training, evaluation and serving (one template everywhere).",
+        multiline=True))
     label_field: str = field(default="", metadata=_help(
         "structured_output: JSON key of the answer that acts as the class label (stratified splits, "
         "per-class metrics). Leave empty when there is none."))
@@ -262,7 +264,8 @@ class SuitabilitySettings:
         "Answers depend on new or changing facts, citations or real-time information."))
     prompt_engineering_tried: bool = field(default=False, metadata=_help(
         "A documented prompt-engineering attempt exists (prompts and results)."))
-    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got."))
+    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got.",
+                                                                     multiline=True))
     requirements_stable: bool = field(default=True, metadata=_help("The desired behaviour is settled."))
     strict_output_format: bool = field(default=False, metadata=_help("A format/schema must be followed every time."))
     specialised_domain: bool = field(default=False, metadata=_help("Specialised vocabulary or domain behaviour."))
@@ -280,7 +283,8 @@ class SuitabilitySettings:
 class EngagementConfig:
     schema_version: int = field(default=1, metadata=_help("engagement.yaml format version."))
     client: ClientSettings = field(default_factory=ClientSettings, metadata=_help("Who the work is for."))
-    objective: str = field(default="", metadata=_help("The business objective in one or two sentences."))
+    objective: str = field(default="", metadata=_help("The business objective in one or two sentences.",
+                                                      multiline=True))
     task: TaskSettings = field(default_factory=TaskSettings, metadata=_help("The task the model performs."))
     data: DataSettings = field(default_factory=DataSettings, metadata=_help("Client data and how to split it."))
     base_model: BaseModelSettings = field(default_factory=BaseModelSettings, metadata=_help("The base model."))
@@ -378,6 +382,11 @@ def _scalar(tp, value, where: str, meta) -> tuple[Any, list[str]]:
         choices = meta.get("choices") if meta else None
         if choices and value not in choices:
             return None, [f"{where}: {value!r} is not one of {', '.join(choices)}"]
+        # Free text ends up in shell comments, Modelfiles and reports: refuse control characters at the source
+        # (only settings marked multiline keep line breaks and tabs); see ftkit/safe_values.py.
+        problem = text_problem(value, multiline=bool(meta and meta.get("multiline")))
+        if problem:
+            return None, [f"{where}: {_show(value)} {problem}"]
         return value, []
     return value, []
 
