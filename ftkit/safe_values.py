@@ -220,6 +220,22 @@ def modelfile_string(value: str) -> Quoted | None:
     return modelfile_block(text)
 
 
+def modelfile_path(value) -> Quoted:
+    """A FROM/ADAPTER value: bare when Ollama reads it back unchanged, else quoted.
+
+    >>> print(modelfile_path("../export/merged"), modelfile_path("/models/my model "))
+    ../export/merged "/models/my model "
+    """
+    text = str(value)
+    if text and text == text.strip() and not any(ch in text for ch in '"\r\n') and not ollama_drops(text):
+        return Quoted(text)
+    quoted = modelfile_string(text)
+    if quoted is None:
+        raise ValueError(f"the path {text!r} cannot be written in a Modelfile (a line of it ends with \"\"\"); "
+                         f"move the model to a plainer path")
+    return quoted
+
+
 def ollama_drops(value: str) -> list[str]:
     """The characters of ``value`` that Ollama's parser silently drops (not printable for Go's strconv.IsPrint,
     which accepts letters, marks, numbers, punctuation, symbols and the ASCII space; tab and line breaks are
@@ -231,7 +247,8 @@ def _ollama_drops(ch: str) -> bool:
     return ch not in "\t\n\r " and unicodedata.category(ch)[0] not in "LMNPS"
 
 
-MODELFILE_FILTERS = {"modelfile_template": modelfile_template, "modelfile_string": modelfile_string}
+MODELFILE_FILTERS = {"modelfile_template": modelfile_template, "modelfile_string": modelfile_string,
+                     "modelfile_path": modelfile_path}
 
 
 # -- CSV (spreadsheets) -----------------------------------------------------------------------------------
@@ -269,12 +286,12 @@ def csv_uncell(text: str) -> str:
 
 
 def csv_text(header, rows) -> str:
-    """A whole CSV document: ``header`` then ``rows`` (lists, or dicts keyed by the header), every text cell
-    quoted and neutralised by :func:`csv_cell`; numbers unquoted. Quoting every text cell also keeps a
+    """A whole CSV document: ``header`` then ``rows`` (lists, or dicts keyed by the header), every text cell of
+    the rows quoted and neutralised by :func:`csv_cell`; numbers unquoted. Quoting every text cell also keeps a
     separator inside a cell (``,`` or a ``;``-locale's ``;``) from starting a new, unescaped cell."""
     buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([csv_cell(h) for h in header])  # ftkit's own column names
     writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    writer.writerow([csv_cell(h) for h in header])
     for row in rows:
         cells = [row.get(h, "") for h in header] if isinstance(row, dict) else list(row)
         writer.writerow([csv_cell("" if c is None else c) for c in cells])
