@@ -91,8 +91,21 @@ def shell_quote(value) -> Quoted:
 
     >>> print(shell_quote("acme-ft"), shell_quote("x; rm -rf ~"), shell_quote(""))
     acme-ft 'x; rm -rf ~' ''
+
+    A NUL cannot be part of a command-line argument at all (bash drops it silently), so it is refused.
     """
-    return Quoted(shlex.quote(str(value)))
+    text = str(value)
+    if "\x00" in text:
+        from ftkit.errors import FtkitError
+
+        raise FtkitError(f"{_short(text)} contains a NUL character, which no shell command argument can hold; "
+                         f"remove it from the setting it came from")
+    return Quoted(shlex.quote(text))
+
+
+def _short(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def shell_join(values) -> Quoted:
@@ -101,7 +114,7 @@ def shell_join(values) -> Quoted:
     >>> print(shell_join(["--quantization", "fp8"]))
     --quantization fp8
     """
-    return Quoted(shlex.join(str(v) for v in values))
+    return Quoted(" ".join(shell_quote(v) for v in values))
 
 
 def one_line(value) -> str:
@@ -231,7 +244,9 @@ def modelfile_path(value) -> Quoted:
         return Quoted(text)
     quoted = modelfile_string(text)
     if quoted is None:
-        raise ValueError(f"the path {text!r} cannot be written in a Modelfile (a line of it ends with \"\"\"); "
+        from ftkit.errors import FtkitError
+
+        raise FtkitError(f"the path {text!r} cannot be written in a Modelfile (a line of it ends with \"\"\"); "
                          f"move the model to a plainer path")
     return quoted
 

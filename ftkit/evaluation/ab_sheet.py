@@ -166,22 +166,26 @@ def _row_problem(item_id: str, raw: str, known: set, seen: dict, allow_partial: 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """Header and (line number, row) pairs; tolerates Excel's BOM and ';' or tab separators."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # not read_text: it turns a CR inside a quoted cell into LF
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (byte {err.start}); save it as 'CSV UTF-8' and retry") from None
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = []
-    for row in reader:
-        if not any((v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
-            continue  # blank spreadsheet line
-        # Undo the ' that neutralises formula-leading cells (ours, or the HTML form's download).
-        rows.append((reader.line_num, {k: csv_uncell(v) if isinstance(v, str) else v for k, v in row.items()}))
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        for row in reader:
+            if not any((v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
+                continue  # blank spreadsheet line
+            # Undo the ' that neutralises formula-leading cells (ours, or the HTML form's download).
+            rows.append((reader.line_num, {k: csv_uncell(v) if isinstance(v, str) else v for k, v in row.items()}))
+    except csv.Error as err:
+        raise DataError(f"{path}, line {reader.line_num}: not readable as CSV ({err}); save the sheet again as "
+                        f"'CSV UTF-8' from the spreadsheet program") from None
     return header, rows
 
 
