@@ -4,6 +4,11 @@ Every setting is a dataclass field with ``metadata={"help": ...}`` (and ``choice
 of a few words). ``load_config`` reads the YAML, converts it field by field and reports *every* problem at
 once, each naming the dotted field, the bad value and the fix. ``templates/engagement.yaml`` documents the
 same fields in comments; a test keeps the two in step.
+
+Text settings are one line unless their metadata says ``multiline=True`` (objective, system prompt, notes):
+one-line text refuses control characters, line separators and bidi overrides, multi-line text keeps newline and
+tab only (``ftkit.safe_values.text_problem``), because these values end up in shell scripts, Modelfiles and
+spreadsheets.
 """
 from __future__ import annotations
 
