@@ -563,8 +563,8 @@ def test_a_whole_engagement_with_hostile_values(tiny_model_dir, tmp_path):
     records = sample_records(200)
     for i, r in enumerate(records):
         r["messages"][0]["content"] = HOSTILE_PROMPT
-        if i % 4 == 0:  # formula-leading inputs, many of them in the test split and the A/B sheet
-            r["messages"][1]["content"] = FORMULAS[i % len(FORMULAS)] + r["messages"][1]["content"]
+        # Every input formula-leading, so every A/B item's input is one.
+        r["messages"][1]["content"] = FORMULAS[i % len(FORMULAS)] + r["messages"][1]["content"]
     records.append({"messages": [records[1]["messages"][0], {"role": "user", "content": "where is my parcel?"},
                                  {"role": "assistant", "content": "=cmd|' /C calc'!A0"}]})  # an issues.csv row
     data = tmp_path / "tickets.jsonl"
@@ -588,7 +588,8 @@ def test_a_whole_engagement_with_hostile_values(tiny_model_dir, tmp_path):
     issues = (engagement.latest_run_dir("data_audit") / "issues.csv").read_bytes().decode("utf-8")
     assert "\"'=cmd|' /C calc'!A0\"" in issues
     ab = (engagement.latest_run_dir("evaluation") / "ab" / "ab_sheet.csv").read_bytes().decode("utf-8")
-    assert any(f"\"'{f.strip()}" in ab for f in FORMULAS)
+    inputs = [row["input"] for row in csv.DictReader(io.StringIO(ab.lstrip("\ufeff")))]
+    assert inputs and all(i.startswith("'") and csv_uncell(i).startswith(FORMULA_LEADERS) for i in inputs)
 
     # The deployment plan's scripts: run under bash with stubs, the served name and paths as single words.
     run_dir = engagement.latest_run_dir("deployment_plan")
@@ -665,3 +666,20 @@ def test_the_html_forms_downloaded_ratings_are_neutralised_and_read_back(tmp_pat
     got_rater, choices = ab_sheet.read_sheet(ratings, key)
     assert got_rater == rater
     assert choices == {r["item_id"]: [1, 2, 0][i % 3] for i, r in enumerate(rows)}
+
+
+def test_data_check_prints_terminal_escapes_escaped(tmp_path):
+    """`ftkit data check` prints excerpts of client text to a terminal: ESC sequences (retitle the window,
+    clear the screen) must arrive as visible escapes, while --json keeps the exact text."""
+    from ftkit.data.audit import AuditOptions, audit_files
+    from ftkit.data.check_command import check_report, format_summary
+
+    answer = "\x1b]0;owned\x07\x1b[2J=cmd"
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                             {"role": "assistant", "content": answer}]}) + "\n", encoding="utf-8")
+    result = audit_files([data], AuditOptions())
+    printed = format_summary(result)
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert [i["excerpt"] for i in check_report(result)["issues"]] == [answer]  # the JSON keeps the exact text
+    assert "\\x1b]0;owned" in printed
