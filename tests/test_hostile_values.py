@@ -135,8 +135,8 @@ def test_each_setting_refuses_or_keeps_a_hostile_value(value):
     problems = err.value.problems
     named = {p.split(":")[0].split("[")[0] for p in problems}
     assert named == refused  # all problems at once, and only the refused fields
-    bad = next(ch for ch in value if ch in REFUSED_ONE_LINE)
-    assert all(f"U+{ord(bad):04X}" in p and repr(value)[:20] in p for p in problems)
+    bad = {f"U+{ord(ch):04X}" for ch in value if ch in REFUSED_ONE_LINE}
+    assert all(any(code in p for code in bad) and repr(value)[:20] in p for p in problems)
 
 
 def test_multi_line_settings_keep_line_breaks_and_tabs():
@@ -569,9 +569,11 @@ def test_a_whole_engagement_with_hostile_values(tiny_model_dir, tmp_path):
                                  {"role": "assistant", "content": "=cmd|' /C calc'!A0"}]})  # an issues.csv row
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    tiny = {"baseline.shots": 1, "baseline.max_examples": 12, "baseline.max_new_tokens": 24, "training.max_steps": 4,
+    tiny = {"baseline.shots": 1, "baseline.max_examples": 12, "baseline.max_new_tokens": 24, "training.max_steps": 6,
+            "training.learning_rate": 0.02,
             "training.batch_size": 4, "training.max_seq_length": 256, "training.eval_steps": 2,
-            "data.max_seq_length": 256, "evaluation.ab_items": 8}  # as conftest's tiny chain, fewer steps
+            "data.max_seq_length": 256, "evaluation.ab_items": 8}  # conftest's tiny chain, a high learning rate
+    # so the fine-tuned answers differ from the baseline's and the A/B sheet has items
     settings = {**DEMO_SETTINGS, **tiny, **HOSTILE_SETTINGS, "task.system_prompt": HOSTILE_PROMPT}
     engagement = create_engagement("hostile", [data], tmp_path / "engagements", base_model=str(tiny_model_dir),
                                    settings=settings)

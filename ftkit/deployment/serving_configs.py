@@ -213,7 +213,7 @@ def _vllm(ctx: ServingContext) -> list[ServingConfig]:
 
 
 def _ollama(ctx: ServingContext) -> list[ServingConfig]:
-    import shlex
+    from ftkit.safe_values import shell_quote
 
     variables = ctx.variables("ollama")
     if not ctx.merged_dir:
@@ -222,7 +222,7 @@ def _ollama(ctx: ServingContext) -> list[ServingConfig]:
             "This chat template is not a known family: write the Modelfile's TEMPLATE by hand before use.")
     if ctx.dtype in ("int8", "int4"):
         note += f" Add `--quantize {'q8_0' if ctx.dtype == 'int8' else 'q4_K_M'}` to `ollama create` for {ctx.dtype}."
-    quoted = shlex.quote(ctx.model_name)
+    quoted = shell_quote(ctx.model_name)
     command = f"ollama create {quoted} -f serving/Modelfile && ollama run {quoted}"
     modelfile, notes = _modelfile_values(ctx)
     note = " ".join([note, *notes])
