@@ -685,3 +685,22 @@ def test_data_check_prints_terminal_escapes_escaped(tmp_path):
     assert "\x1b" not in printed and "\x07" not in printed
     assert [i["excerpt"] for i in check_report(result)["issues"]] == [answer]  # the JSON keeps the exact text
     assert "\\x1b]0;owned" in printed
+
+
+@pytest.mark.parametrize("value", [v for v in HOSTILE if not any(ch in v for ch in REFUSED_MULTI_LINE)])
+def test_engagement_yaml_written_by_ftkit_new_holds_the_exact_value(value):
+    """`ftkit new` writes engagement.yaml with ruamel.yaml (comments kept): every value the config accepts
+    reads back exactly, and nothing else in the file changes meaning."""
+    import yaml
+
+    from ftkit.intake import render_engagement_yaml
+
+    values = {"task.system_prompt": value}
+    if one_line_ok(value):
+        values.update({"client.name": value, "client.industry": value, "base_model.revision": value})
+    text = render_engagement_yaml(values)
+    config = cfg.parse_config(yaml.safe_load(text))
+    assert config.task.system_prompt == value
+    if one_line_ok(value):
+        assert config.client.name == config.client.industry == config.base_model.revision == value
+    assert config.task.type == "structured_output" and config.data.min_examples == 100  # neighbours intact
