@@ -687,7 +687,8 @@ def test_data_check_prints_terminal_escapes_escaped(tmp_path):
     assert "\\x1b]0;owned" in printed
 
 
-@pytest.mark.parametrize("value", [v for v in HOSTILE if not any(ch in v for ch in REFUSED_MULTI_LINE)])
+@pytest.mark.parametrize("value", [v for v in HOSTILE if not any(ch in v for ch in REFUSED_MULTI_LINE)],
+                         ids=[i for v, i in zip(HOSTILE, IDS) if not any(ch in v for ch in REFUSED_MULTI_LINE)])
 def test_engagement_yaml_written_by_ftkit_new_holds_the_exact_value(value):
     """`ftkit new` writes engagement.yaml with ruamel.yaml (comments kept): every value the config accepts
     reads back exactly, and nothing else in the file changes meaning."""
