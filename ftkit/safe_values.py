@@ -53,7 +53,7 @@ def refused_character(ch: str, multiline: bool = False) -> bool:
 
 def describe_character(ch: str) -> str:
     """'U+000A (line break)'."""
-    name = _NAMES.get(ch) or unicodedata.name(ch, "") .lower() or "control character"
+    name = _NAMES.get(ch) or unicodedata.name(ch, "").lower() or "control character"
     return f"U+{ord(ch):04X} ({name})"
 
 
@@ -262,13 +262,15 @@ def _ollama_drops(ch: str) -> bool:
     return ch not in "\t\n\r " and unicodedata.category(ch)[0] not in "LMNPS"
 
 
-MODELFILE_FILTERS = {"modelfile_template": modelfile_template, "modelfile_string": modelfile_string,
-                     "modelfile_path": modelfile_path}
+# modelfile_block/modelfile_string can return None (not expressible), so callers use them in Python, not as filters.
+MODELFILE_FILTERS = {"modelfile_template": modelfile_template, "modelfile_path": modelfile_path}
 
 
 # -- CSV (spreadsheets) -----------------------------------------------------------------------------------
 # OWASP "CSV Injection": a cell that starts with one of these is evaluated as a formula by Excel, LibreOffice
 # and Google Sheets (=HYPERLINK(...), DDE payloads like =cmd|' /C calc'!A0); ASVS 1.2.10 adds NUL.
+# Hand-written rather than defusedcsv (PyPI): that library skips tab and CR, leaves text such as "-3.5" alone and
+# rewrites every | in an escaped cell as \|, which a filled sheet's read-back could not undo exactly.
 FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r", "\x00")
 CSV_NOTE = ("Text cells that began with =, +, -, @, a tab, a carriage return or NUL start with an added ' so "
             "spreadsheet programs show them as text instead of running them as formulas (CSV injection); the JSON "
