@@ -62,8 +62,8 @@ def text_problem(value: str, multiline: bool = False) -> str:
 
     >>> text_problem("Acme Bank")
     ''
-    >>> text_problem("Acme\\nrm -rf ~")
-    'contains U+000A (line break) at position 4; a one-line setting cannot hold control characters, line breaks or bidi overrides: remove them'
+    >>> text_problem("Acme\\nrm -rf ~").split(";")[0]
+    'contains U+000A (line break) at position 4'
     >>> text_problem("line 1\\nline 2", multiline=True)
     ''
     """

@@ -121,7 +121,8 @@ class AuditResult:
         # Excerpts and messages quote client text: csv_text neutralises formula-leading cells (CSV injection).
         rows = ([Path(i.file).name, i.line, i.severity, i.code, i.message, i.excerpt, CHECKS[i.code].fix]
                 for i in self.issues)
-        return atomic_write_text(path, csv_text(["file", "line", "severity", "code", "message", "excerpt", "fix"], rows))
+        header = ["file", "line", "severity", "code", "message", "excerpt", "fix"]
+        return atomic_write_text(path, csv_text(header, rows))
 
     def close(self) -> None:
         for spool in (self.spool, self.redacted_spool):
