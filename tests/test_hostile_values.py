@@ -541,7 +541,7 @@ def test_papermill_parameter_cell_holds_hostile_values_as_literals(tmp_path):
 # -- 7. one whole engagement on the tiny model with hostile values --------------------------------------------
 
 HOSTILE_SETTINGS = {
-    "client.name": "Acme \"$(touch pwned)\" `id`; =cmd|' /C calc'!A0",
+    "client.name": "Acme \"$(touch pwned)\" `id`; =cmd|' /C calc'!A0 <img src=x onerror=alert(1)>",
     "client.contact": "@SUM(1+1)",
     "client.industry": "+1 {{ 7*7 }} {% raw %}",
     "objective": "Triage tickets.\n\"\"\"\n$(touch pwned)\n=HYPERLINK(\"http://x\",\"y\")",
@@ -582,6 +582,14 @@ def test_a_whole_engagement_with_hostile_values(tiny_model_dir, tmp_path):
     failed = [o for o in outcomes if not o.succeeded]
     assert not failed, f"{failed[0].phase} {failed[0].status}: {failed[0].error}"
     assert not list(tmp_path.rglob("pwned"))
+    # Reports (per-run report.html, the engagement report): the client name shown escaped, never as markup.
+    from ftkit.reports import build_engagement_report
+
+    build_engagement_report(engagement)
+    pages = list(engagement.path.rglob("*.html"))
+    assert (engagement.report_dir / "index.html") in pages and len(pages) > 6
+    for page in pages:
+        assert "<img src=x onerror" not in page.read_text(encoding="utf-8"), page
 
     # Every CSV ftkit wrote: no cell a spreadsheet would run.
     sheets = [p for p in engagement.path.rglob("*.csv") if "data" not in p.relative_to(engagement.path).parts[:1]]
