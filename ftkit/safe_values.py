@@ -159,6 +159,22 @@ def shell_environment(loader):
     return env
 
 
+# -- Markdown (notebook output, rendered into report.html) -------------------------------------------------
+# What makes a link, an image, raw HTML, an entity or an autolink (``http:``); CommonMark lets a backslash escape
+# any ASCII punctuation. Backticks and emphasis are left alone: harmless, and ftkit's own sentences use them.
+_MARKDOWN_ACTIVE = frozenset("\\[]()<>!:&")
+
+
+def markdown_text(value) -> str:
+    """``value`` as literal text inside a Markdown sentence shown in a notebook (and so in ``report.html``):
+    client text cannot become a link or image (``[x](javascript:...)``), a tag, or a clickable URL.
+
+    >>> print(markdown_text("[click](javascript:alert(1)) <b>"))
+    \\[click\\]\\(javascript\\:alert\\(1\\)\\) \\<b\\>
+    """
+    return "".join("\\" + ch if ch in _MARKDOWN_ACTIVE else ch for ch in str(value))
+
+
 # -- Python source ----------------------------------------------------------------------------------------
 
 def python_literal(value) -> Quoted:

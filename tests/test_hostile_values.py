@@ -541,7 +541,7 @@ def test_papermill_parameter_cell_holds_hostile_values_as_literals(tmp_path):
 # -- 7. one whole engagement on the tiny model with hostile values --------------------------------------------
 
 HOSTILE_SETTINGS = {
-    "client.name": "Acme \"$(touch pwned)\" `id`; =cmd|' /C calc'!A0 <img src=x onerror=alert(1)>",
+    "client.name": "Acme \"$(touch pwned)\" `id`; =cmd|' /C calc'!A0 <img src=x onerror=alert(1)> [click](javascript:alert(1))",
     "client.contact": "@SUM(1+1)",
     "client.industry": "+1 {{ 7*7 }} {% raw %}",
     "objective": "Triage tickets.\n\"\"\"\n$(touch pwned)\n=HYPERLINK(\"http://x\",\"y\")",
@@ -589,7 +589,8 @@ def test_a_whole_engagement_with_hostile_values(tiny_model_dir, tmp_path):
     pages = list(engagement.path.rglob("*.html"))
     assert (engagement.report_dir / "index.html") in pages and len(pages) > 6
     for page in pages:
-        assert "<img src=x onerror" not in page.read_text(encoding="utf-8"), page
+        text = page.read_text(encoding="utf-8")
+        assert "<img src=x onerror" not in text and 'href="javascript:' not in text, page
 
     # Every CSV ftkit wrote: no cell a spreadsheet would run.
     sheets = [p for p in engagement.path.rglob("*.csv") if "data" not in p.relative_to(engagement.path).parts[:1]]
@@ -714,3 +715,22 @@ def test_engagement_yaml_written_by_ftkit_new_holds_the_exact_value(value):
     if one_line_ok(value):
         assert config.client.name == config.client.industry == config.base_model.revision == value
     assert config.task.type == "structured_output" and config.data.min_examples == 100  # neighbours intact
+
+
+@pytest.mark.parametrize("payload,sentence", [
+    ("[click](javascript:alert(1))", "label {} is odd"), ("![x](http://evil/x.png)", "label {} is odd"),
+    ("<img src=x onerror=alert(1)>", "label {} is odd"), ("<http://evil.example>", "label {} is odd"),
+    ("see http://evil.example/x", "label {} is odd"), ("[a]\n\n[a]: http://evil.example", "label {}"),
+    ("x` [a](javascript:alert(1)) `y", "label `{}` is odd"),  # breaks out of ftkit's own code span
+])
+def test_client_text_in_markdown_output_cannot_become_a_link_or_html(payload, sentence):
+    """Phase notebooks show findings and the client name as Markdown, which nbconvert renders into report.html:
+    through markdown_text a payload renders as text, never as a link, image or tag (unescaped, it would)."""
+    from nbconvert.filters.markdown import markdown2html
+
+    from ftkit.safe_values import markdown_text
+
+    live = lambda html: "<a " in html or "<img" in html  # noqa: E731
+    assert live(markdown2html("⚠️ **WARNING** `data.x`: " + sentence.format(payload)))
+    rendered = markdown2html("⚠️ **WARNING** `data.x`: " + sentence.format(markdown_text(payload)))
+    assert not live(rendered) and "<code>data.x</code>" in rendered
