@@ -270,8 +270,6 @@ def render_with_spans(tokenizer, conversations: list[list[dict]]) -> list[Render
             continue
         text = texts[i]
         if isinstance(text, Exception):
-            from ftkit.prompting import template_fix
-
             results.append(Rendered(error=f"the chat template cannot render this conversation "
                                           f"({str(text).splitlines()[0][:160]}); {template_fix(str(text))}"))
             continue
@@ -454,3 +452,12 @@ def label_stats(tokenizer, rendered: list[Rendered]) -> list[dict]:
         out.append({"n_tokens": n_tokens, "n_label_tokens": n_labels, "has_end_of_turn_label": eot_ok,
                     "tokens_per_role": per_role, "last_label_token": last})
     return out
+
+
+def template_fix(error: str) -> str:
+    """One sentence saying how to fix a conversation the chat template refused."""
+    if "alternate" in error.lower():
+        return ("this template requires user and assistant turns to alternate: merge consecutive turns of the same "
+                "role in the data, then re-run the data audit.")
+    return ("fix the conversation's roles or content in the data, or set base_model.chat_template to a template "
+            "that accepts it, then re-run the data audit.")

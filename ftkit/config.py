@@ -4,6 +4,11 @@ Every setting is a dataclass field with ``metadata={"help": ...}`` (and ``choice
 of a few words). ``load_config`` reads the YAML, converts it field by field and reports *every* problem at
 once, each naming the dotted field, the bad value and the fix. ``templates/engagement.yaml`` documents the
 same fields in comments; a test keeps the two in step.
+
+Text settings are one line unless their metadata says ``multiline=True`` (objective, system prompt, notes):
+one-line text refuses control characters, line separators and bidi overrides, multi-line text keeps newline and
+tab only (``ftkit.safe_values.text_problem``), because these values end up in shell scripts, Modelfiles and
+spreadsheets.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftkit.errors import ConfigError
+from ftkit.safe_values import text_problem
 
 TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
 DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
@@ -41,7 +47,7 @@ class TaskSettings:
         "What the model must do: classification | structured_output | free_text | chat; "
         "selects the metrics.", choices=TASK_TYPES))
     system_prompt: str = field(default="", metadata=_help(
-        "One system prompt used by baseline, training, evaluation and serving."))
+        "One system prompt used by baseline, training, evaluation and serving.", multiline=True))
     label_field: str = field(default="", metadata=_help(
         "structured_output: JSON key of the answer that acts as the class label (stratified splits, "
         "per-class metrics). Leave empty when there is none."))
@@ -347,7 +353,8 @@ class SuitabilitySettings:
         "Answers depend on new/changing facts, citations or real-time data (points to RAG)."))
     prompt_engineering_tried: bool = field(default=False, metadata=_help(
         "A documented prompt-engineering attempt exists (try that first)."))
-    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got."))
+    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got.",
+                                                                     multiline=True))
     requirements_stable: bool = field(default=True, metadata=_help(
         "The desired behaviour is settled (false: fine-tuning would chase a moving target)."))
     strict_output_format: bool = field(default=False, metadata=_help("A format/schema must be followed every time."))
@@ -367,7 +374,7 @@ class EngagementConfig:
     schema_version: int = field(default=1, metadata=_help("Format version of this file; leave as is."))
     client: ClientSettings = field(default_factory=ClientSettings, metadata=_help("Who the work is for."))
     objective: str = field(default="", metadata=_help(
-        "The business objective in one or two sentences (goes on the report cover)."))
+        "The business objective in one or two sentences (goes on the report cover).", multiline=True))
     task: TaskSettings = field(default_factory=TaskSettings, metadata=_help("The task the model performs."))
     data: DataSettings = field(default_factory=DataSettings, metadata=_help("Client data and how to split it."))
     base_model: BaseModelSettings = field(default_factory=BaseModelSettings, metadata=_help("The base model."))
@@ -465,6 +472,11 @@ def _scalar(tp, value, where: str, meta) -> tuple[Any, list[str]]:
         choices = meta.get("choices") if meta else None
         if choices and value not in choices:
             return None, [f"{where}: {value!r} is not one of {', '.join(choices)}"]
+        # Free text ends up in shell comments, Modelfiles and reports: refuse control characters at the source
+        # (only settings marked multiline keep line breaks and tabs); see ftkit/safe_values.py.
+        problem = text_problem(value, multiline=bool(meta and meta.get("multiline")))
+        if problem:
+            return None, [f"{where}: {_show(value)} {problem}"]
         return value, []
     return value, []
 

@@ -8,7 +8,6 @@ functions and hands its finding to ``run.finding``.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from ftkit.engagement import Engagement
 from ftkit.errors import PhaseFailed
 from ftkit.findings import Finding
 from ftkit.fsutil import atomic_write_json, read_json, sha256_file
+from ftkit.safe_values import markdown_text  # client text in Markdown output: no links, no raw HTML
 from ftkit.phases import get_phase
 
 RESULTS_FILE = "results.json"
@@ -57,7 +57,7 @@ class PhaseRun:
         embed_figures_as_png()  # figures displayed any way end up as images in report.html
         if show:  # the interpreter path is machine-local: the manifest records it, the report does not show it
             run._show_markdown(
-                f"**Client:** {html.escape(config.client.name or engagement.slug)} · **phase:** {phase_obj.title} · "
+                f"**Client:** {markdown_text(config.client.name or engagement.slug)} · **phase:** {phase_obj.title} · "
                 f"**run:** `{run.run_id}`")
         return run
 
@@ -147,8 +147,8 @@ class PhaseRun:
         item = Finding(severity, code, message, next_step)
         self.findings.append(item)
         icon = {"info": "ℹ️", "warning": "⚠️", "blocking": "⛔"}[severity]
-        extra = f" **Next:** {html.escape(next_step)}" if next_step else ""
-        self._show_markdown(f"{icon} **{severity.upper()}** `{code}`: {html.escape(message)}{extra}")
+        extra = f" **Next:** {markdown_text(next_step)}" if next_step else ""
+        self._show_markdown(f"{icon} **{severity.upper()}** `{code}`: {markdown_text(message)}{extra}")
 
     def finish(self, headline: dict, results: dict | None = None, summary: str = "", tell_client: str = "",
                next_steps: list[str] | None = None, blocks_downstream: str = "") -> Path:

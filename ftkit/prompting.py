@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 
+from ftkit.chat_format import template_fix
 from ftkit.errors import DataError
 
 
@@ -124,15 +125,6 @@ def render(tokenizer, messages: list[dict]) -> str:
     except Exception as err:  # noqa: BLE001 - templates raise anything (TemplateError from raise_exception)
         raise DataError(f"The chat template cannot render this prompt ({str(err).splitlines()[0][:160]}); "
                         f"{template_fix(str(err))}") from None
-
-
-def template_fix(error: str) -> str:
-    """One sentence saying how to fix a conversation the chat template refused."""
-    if "alternate" in error.lower():
-        return ("this template requires user and assistant turns to alternate: merge consecutive turns of the same "
-                "role in the data, then re-run the data audit.")
-    return ("fix the conversation's roles or content in the data, or set base_model.chat_template to a template "
-            "that accepts it, then re-run the data audit.")
 
 
 def build_prompts(records: list[dict], spec: PromptSpec, tokenizer=None) -> list[PromptItem]:

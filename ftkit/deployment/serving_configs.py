@@ -172,7 +172,9 @@ class ServingContext:
         return {**asdict(self), "family": family.name if family else ("derived" if go else ""), "go_template": go,
                 "lora_rank": rank, "vllm_dtype": VLLM_DTYPE.get(self.dtype, "bfloat16"), "tgi_image": TGI_IMAGE,
                 "quantization": QUANTIZATION.get(engine, {}).get(self.dtype, ""),
-                "chat_template_sha256": hashlib.sha256(self.chat_template.encode("utf-8")).hexdigest()}
+                "chat_template_sha256": hashlib.sha256(self.chat_template.encode("utf-8")).hexdigest(),
+                "test_request": _test_request(self.model_name, self.max_tokens),
+                "test_request_tgi": _test_request("tgi", self.max_tokens)}
 
 
 def context_for(config, model_name: str, export: dict, trained, plan, tokenizer, max_tokens: int,
@@ -213,15 +215,56 @@ class ServingConfig:
     notes: str = ""
 
 
+# Templates of files that are executed or parsed (shell, Python, Modelfile): rendered with ftkit.safe_values'
+# quoting filters, and every {{ value }} must go through one of them (a finalize hook refuses the rest).
+EXECUTED_TEMPLATES = (".sh.j2", ".py.j2", "Modelfile.j2")
+
+
 def render(template: str, variables: dict) -> str:
     import jinja2
 
     from ftkit.resources import templates_dir
+    from ftkit.safe_values import shell_environment
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "serving")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    loader = jinja2.FileSystemLoader(str(templates_dir() / "serving"))
+    if template.endswith(EXECUTED_TEMPLATES):
+        env = shell_environment(loader)
+    else:
+        env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                 trim_blocks=True, lstrip_blocks=True, autoescape=False)
     return env.get_template(template).render(**variables)
+
+
+def _test_request(model: str, max_tokens: int) -> str:
+    """The JSON body of the test request shown under each script (written by json, then shell-quoted)."""
+    import json
+
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": "..."}], "max_tokens": max_tokens})
+
+
+def _modelfile_values(ctx: "ServingContext") -> tuple[dict, list[str]]:
+    """The Modelfile's SYSTEM block and stop parameters, quoted so Ollama reads them back exactly, and notes on
+    what could not be carried (Ollama's parser has no escape for a line ending in \"\"\")."""
+    from ftkit.safe_values import describe_character, modelfile_block, modelfile_string, ollama_drops
+
+    notes = []
+    system_block = modelfile_block(ctx.system_prompt) if ctx.system_prompt else None
+    omitted = ""
+    if ctx.system_prompt and system_block is None:
+        omitted = ("the system prompt has a line ending in \"\"\", which ends a Modelfile block early and cannot "
+                   "be escaped; send it as the system message of every request (it is SYSTEM_PROMPT in "
+                   "serving/inference.py)")
+        notes.append(f"SYSTEM is left out of the Modelfile: {omitted}.")
+    dropped = ollama_drops(ctx.system_prompt) if system_block is not None else []
+    if dropped:
+        notes.append("Ollama drops these characters of the system prompt when it reads the Modelfile: "
+                     + ", ".join(describe_character(ch) for ch in dropped) + ".")
+    stops = [(stop, modelfile_string(stop)) for stop in ctx.stop_strings]
+    if any(q is None for _, q in stops):
+        notes.append("Stop strings left out of the Modelfile (not expressible in its syntax): "
+                     + ", ".join(repr(s) for s, q in stops if q is None) + ".")
+    return {"system_block": system_block, "system_omitted": omitted,
+            "stop_values": [q for _, q in stops if q is not None]}, notes
 
 
 def _vllm(ctx: ServingContext) -> list[ServingConfig]:
@@ -241,6 +284,8 @@ def _vllm(ctx: ServingContext) -> list[ServingConfig]:
 
 
 def _ollama(ctx: ServingContext) -> list[ServingConfig]:
+    from ftkit.safe_values import shell_quote
+
     variables = ctx.variables("ollama")
     if not ctx.merged_dir:
         variables["merged_dir"] = ""
@@ -248,8 +293,12 @@ def _ollama(ctx: ServingContext) -> list[ServingConfig]:
             "This chat template is not a known family: write the Modelfile's TEMPLATE by hand before use.")
     if ctx.dtype in ("int8", "int4"):
         note += f" Add `--quantize {'q8_0' if ctx.dtype == 'int8' else 'q4_K_M'}` to `ollama create` for {ctx.dtype}."
-    return [ServingConfig("ollama", "Ollama", "serving/Modelfile", render("Modelfile.j2", variables),
-                          f"ollama create {ctx.model_name} -f serving/Modelfile && ollama run {ctx.model_name}", note)]
+    quoted = shell_quote(ctx.model_name)
+    command = f"ollama create {quoted} -f serving/Modelfile && ollama run {quoted}"
+    modelfile, notes = _modelfile_values(ctx)
+    note = " ".join([note, *notes])
+    return [ServingConfig("ollama", "Ollama", "serving/Modelfile",
+                          render("Modelfile.j2", {**variables, **modelfile, "ollama_command": command}), command, note)]
 
 
 def _tgi(ctx: ServingContext) -> list[ServingConfig]:
