@@ -134,3 +134,14 @@ def test_the_report_summary_reads_through_the_typed_results(make_engagement):
     assert (got["method"], got["timeline_weeks"], got["why"]) == ("lora", "4-9", "Fine-tune.")
     legacy = {"headline": {"recommendation": "rag"}, "results": {}}  # written before typed results
     assert recommendation(legacy)["recommendation"] == "rag"
+
+
+def test_phase_modules_import_light():
+    """Notebooks import their phase module first: no torch, transformers, peft or matplotlib at import time."""
+    import subprocess
+    import sys
+
+    modules = sorted({path.split(":")[0] for path in RESULT_TYPES.values()} | {"ftkit.section", "ftkit.phase_results"})
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'matplotlib') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

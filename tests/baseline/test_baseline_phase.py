@@ -43,3 +43,21 @@ def test_results_headline_comes_from_the_metrics():
     assert r.headline_row() == {"model": "m", "headline_metric": "accuracy", "headline_value": 0.5, "ci_low": 0.2,
                                 "ci_high": 0.8, "n_test": 12}
     assert (r.headline_metric, r.headline_value) == ("accuracy", 0.5)
+
+
+def test_models_imports_nothing_from_the_floors_above():
+    """Baseline policy (candidate selection) moved out of ftkit/models/, which imported generation and metrics."""
+    import ast
+    from pathlib import Path
+
+    import ftkit
+
+    above = ("ftkit.generation", "ftkit.metrics", "ftkit.evaluation", "ftkit.deployment", "ftkit.baseline")
+    bad = []
+    for path in (Path(ftkit.__file__).parent / "models").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad += [f"{path.name}: {n}" for n in names if n.startswith(above)]
+    assert bad == []
+    assert not (Path(ftkit.__file__).parent / "models" / "selection.py").exists()
