@@ -17,6 +17,7 @@ from ftkit.training import summary as summ
 from ftkit.training.settings import ResolvedSettings, StepPlan
 
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl"}
+PADDING_WARN = 0.05  # share (0-1) of processed tokens that are padding above which packing is recommended
 
 
 def quiet_cpu_threads() -> None:
@@ -146,10 +147,10 @@ def data_findings(d: Data, s: Setup) -> list[tuple]:
     how = (f"packed {p['examples']:,} examples into {p['sequences']:,} sequences of up to {p['max_seq_length']:,} tokens "
            f"({p['examples_per_sequence']} per sequence), attention kept inside each example"
            if p["mode"] == "packed" else f"{p['sequences']:,} length-grouped examples, padded per batch")
-    out.append(("info" if p["padding_fraction"] <= 0.05 else "warning", "training.packing",
+    out.append(("info" if p["padding_fraction"] <= PADDING_WARN else "warning", "training.packing",
                 f"{how}: {100 * p['real_token_fraction']:.1f} % of processed tokens are real "
                 f"({100 * p['padding_fraction']:.1f} % padding).",
-                "" if p["padding_fraction"] <= 0.05 else "Set training.packing: true."))
+                "" if p["padding_fraction"] <= PADDING_WARN else "Set training.packing: true."))
     plan = d.plan
     out.append(("info", "training.plan", f"{plan.total_steps:,} optimizer steps of {plan.sequences_per_step} sequences "
                 f"({plan.steps_per_epoch:,} per epoch); validation on {len(d.validation.examples):,} examples every "
