@@ -24,7 +24,7 @@ VOLATILE_KEY = re.compile(r"(^|_)(utc|seconds|second|minutes|latency|latency_p\d
 ENVELOPE_SKIP = {"run_id", "started_utc", "finished_utc", "inputs", "schema", "params", "provenance"}
 # Sentences that quote timings (tokens/s, minutes) are compared with their numbers masked.
 NUMBER = re.compile(r"\d[\d,]*(\.\d+)?(e[-+]?\d+)?")
-TIMING_WORDS = re.compile(r"tokens/s|minutes|seconds|per second| s\b|latency|GB available", re.I)
+TIMING_WORDS = re.compile(r"tokens/s|minutes| min\b|seconds|per second| s\b|latency|GB available|peak memory", re.I)
 
 
 def latest_results(engagement: Path) -> dict[str, dict]:
