@@ -1,8 +1,9 @@
 """The data audit phase's building blocks: what ``notebooks/02_data_audit.ipynb`` calls, one function per section.
 
 Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples whose sentences are computed
-from this client's numbers; the notebook hands them to ``run.finding``. Figures are matplotlib (imported
-inside the functions).
+from this client's numbers, and the ``*_section`` functions a :class:`ftkit.section.Section`; the notebook hands
+either to ``run.record``. Figures are matplotlib (imported inside the functions). The verdict is decided once,
+after every section (:func:`verdict`), and both the data card and ``DataAuditResults`` state it.
 """
 from __future__ import annotations
 
