@@ -61,3 +61,27 @@ def test_models_imports_nothing_from_the_floors_above():
             bad += [f"{path.name}: {n}" for n in names if n.startswith(above)]
     assert bad == []
     assert not (Path(ftkit.__file__).parent / "models" / "selection.py").exists()
+
+
+def fake_report(runaway=0.0, fmt=1.0, width=0.1, per_class=None, name="accuracy"):
+    from types import SimpleNamespace
+
+    values = {"runaway_rate": runaway, "format_compliance": fmt}
+    return SimpleNamespace(ids=list(range(100)), value=values.__getitem__, details={"per_class": per_class or {}},
+                           headline={"name": name, "value": 0.5, "ci_low": 0.5 - width / 2, "ci_high": 0.5 + width / 2})
+
+
+def test_shared_metric_findings_on_both_sides_of_their_thresholds():
+    from ftkit.metrics import findings as mf
+
+    assert mf.stop_behaviour(fake_report(runaway=mf.RUNAWAY_WARN), 32)[0] == "info"
+    assert mf.stop_behaviour(fake_report(runaway=mf.RUNAWAY_WARN + 0.01), 32)[0] == "warning"
+    assert mf.format_compliance(fake_report(fmt=mf.FORMAT_WARN))[0] == "info"
+    assert mf.format_compliance(fake_report(fmt=mf.FORMAT_WARN - 0.01))[0] == "warning"
+    assert mf.precision_of_estimate(fake_report(width=mf.WIDE_CI)) is None
+    assert mf.precision_of_estimate(fake_report(width=mf.WIDE_CI + 0.02))[1] == "baseline.small_test_set"
+    assert mf.precision_of_estimate(fake_report(width=0.5, name="chrf")) is None  # corpus metrics: no per-item CI rule
+    one = {"a": {"recall": 0.2, "support": 5}}
+    assert mf.weakest_class(fake_report(per_class=one)) is None
+    two = {**one, "b": {"recall": 0.9, "support": 7}}
+    assert "'a': 20.0 % of its 5" in mf.weakest_class(fake_report(per_class=two))[2]
