@@ -1,7 +1,8 @@
 """The training phase's building blocks: what ``notebooks/04_training.ipynb`` calls, one function per section.
 
 Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples computed from this
-client's numbers; the notebook hands them to ``run.finding``.
+client's numbers, and ``loss_curves``/``outputs`` return a :class:`ftkit.section.Section`; the notebook hands
+either to ``run.record``. ``TrainingResults`` is what results.json holds and what later phases read back.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.errors import PhaseFailed
+from ftkit.phase_results import PhaseResults, described
 from ftkit.training import summary as summ
 from ftkit.training.settings import ResolvedSettings, StepPlan
 
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl"}
+PADDING_WARN = 0.05  # share (0-1) of processed tokens that are padding above which packing is recommended
 
 
 def quiet_cpu_threads() -> None:
@@ -74,8 +77,7 @@ def setup(run) -> Setup:
     description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
     run.record_model(description)
     run.write_json("chat_plan.json", plan.to_dict())
-    settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
-                                run.config.data.max_seq_length)
+    settings = resolve_settings(run.config.training, audit.max_seq_length_suggested, run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
     if settings.packing and _attention_softcapping(source.path):
         # Gemma 2 caps attention logits (tanh); the padding-free packed attention runs sdpa, which cannot.
@@ -182,10 +184,10 @@ def data_findings(d: Data, s: Setup) -> list[tuple]:
     how = (f"packed {p['examples']:,} examples into {p['sequences']:,} sequences of up to {p['max_seq_length']:,} tokens "
            f"({p['examples_per_sequence']} per sequence), attention kept inside each example"
            if p["mode"] == "packed" else f"{p['sequences']:,} length-grouped examples, padded per batch")
-    out.append(("info" if p["padding_fraction"] <= 0.05 else "warning", "training.packing",
+    out.append(("info" if p["padding_fraction"] <= PADDING_WARN else "warning", "training.packing",
                 f"{how}: {100 * p['real_token_fraction']:.1f} % of processed tokens are real "
                 f"({100 * p['padding_fraction']:.1f} % padding).",
-                "" if p["padding_fraction"] <= 0.05 else "Set training.packing: true."))
+                "" if p["padding_fraction"] <= PADDING_WARN else "Set training.packing: true."))
     plan = d.plan
     out.append(("info", "training.plan", f"{plan.total_steps:,} optimizer steps of {plan.sequences_per_step} sequences "
                 f"({plan.steps_per_epoch:,} per epoch); validation on {len(d.validation.examples):,} examples every "
@@ -335,3 +337,92 @@ def finalise(run, s: Setup, d: Data, m: dict, outcome: dict, hist: dict) -> dict
     # evidence folder small and quick to hash).
     shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
     return summary
+
+
+# -- 6-7 as sections (the contract of ftkit.section) ---------------------------------------------------------------
+
+def loss_curves(run, s: Setup, d: Data, m: dict, outcome: dict, point):
+    """Section 6: loss history, overfitting flag, loss figure; outputs finalised. value: (history, overfit, summary)."""
+    from ftkit.section import Section
+
+    hist = history(run, point)
+    overfit = summ.overfitting(hist)
+    figure = summ.loss_figure(hist, f"{s.settings.method}: {run.config.base_model.id}")
+    training_summary = finalise(run, s, d, m, outcome, hist)
+    sec = Section(value=(hist, overfit, training_summary), figures=[("loss", figure)])
+    return sec.add(*summ.loss_findings(training_summary, overfit))
+
+
+def outputs(training_summary: dict, packing: dict):
+    """Section 7: the training summary table and the throughput findings."""
+    from ftkit.section import Section
+
+    sec = Section().table([{"": k, "value": v} for k, v in training_summary.items() if k != "resumed_from"])
+    return sec.add(*summ.throughput_findings(training_summary, packing))
+
+
+# -- typed results -------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingResults(PhaseResults):
+    """What training hands to the evaluation, the deployment plan and the report (results.json ``results``)."""
+
+    PHASE = "training"
+    SCHEMA_VERSION = 1
+
+    summary: dict = described("training_summary.json: steps, losses (nats/token), train_minutes (min), "
+                              "tokens_per_second, peak memory (GB), output_folder")
+    overfitting: dict = described("flag (bool), best_step, best/last validation loss (nats/token)")
+    settings: dict = described("the resolved hyperparameters (ResolvedSettings.to_dict())")
+    plan: dict = described("optimizer steps per epoch, total steps, eval every N steps")
+    packing: dict = described("packing mode, sequences, real-token and padding fractions (0-1)")
+    label_check: dict = described("per-batch label check: examples whose end-of-turn token is trained")
+    splits: list = described("train and validation split reports: records, examples, tokens, label tokens")
+    memory: dict | None = described("memory estimate (GB) by component; None without a local model config")
+    resumed_from: dict | None = described("the interrupted run and step resumed from; None for a fresh start")
+    fingerprint: str = described("sha256 of settings, data, base model and template (resume key)")
+    base_model: dict = described("id, kind, revision, files_sha256, is_tiny_random")
+    files: dict = described("artefacts of this run, relative to the run folder")
+
+    @property
+    def overfitting_flag(self) -> bool:
+        return bool(self.overfitting["flag"])
+
+    @property
+    def n_train_examples(self) -> int:
+        return int(self.splits[0]["examples"])
+
+    @property
+    def is_tiny_random(self) -> bool:
+        return bool(self.base_model.get("is_tiny_random"))
+
+    def headline_row(self) -> dict:
+        s = self.summary
+        return {"method": self.settings["method"], "final_val_loss": s["final_val_loss"],
+                "train_minutes": s["train_minutes"], "initial_val_loss": s["initial_val_loss"], "steps": s["steps"],
+                "overfitting": self.overfitting["flag"],
+                "resumed_from_step": self.resumed_from["step"] if self.resumed_from else None}
+
+
+def results(s: Setup, d: Data, m: dict, point, fp: str, overfit: dict, training_summary: dict) -> TrainingResults:
+    return TrainingResults(
+        summary=training_summary, overfitting=overfit, settings=s.settings.to_dict(), plan=d.plan.to_dict(),
+        packing=d.packing, label_check=d.label_check, splits=d.table(),
+        memory=m["estimate"].to_dict() if m["estimate"] else None,
+        resumed_from=point.to_dict() if point else None, fingerprint=fp,
+        base_model={k: s.model.get(k) for k in ("id", "kind", "revision", "files_sha256", "is_tiny_random")},
+        files={"output": training_summary["output_folder"], "loss_history": "loss_history.json",
+               "training_summary": "training_summary.json", "hyperparameters": "hyperparameters.json",
+               "metrics_log": "metrics.jsonl", "loss_figure": "figures/loss.png"})
+
+
+def summary_line(r: TrainingResults, base_model_id: str) -> str:
+    return summ.one_line(r.summary, base_model_id)
+
+
+def what_to_tell_the_client(r: TrainingResults, base_model_id: str) -> str:
+    return summ.tell_client(r.summary, r.overfitting, base_model_id, r.n_train_examples, r.is_tiny_random)
+
+
+def next_steps(r: TrainingResults, slug: str) -> list[str]:
+    return summ.next_steps(r.summary, r.overfitting, slug, r.is_tiny_random)
