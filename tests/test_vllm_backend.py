@@ -189,3 +189,44 @@ def test_a_vllm_baseline_is_reproduced_from_the_rendered_prompts(tiny):
     assert [p.sha256 for p in prompts_for(setup, tokenizer)] == [p.prompt_sha256 for p in preds]
     with pytest.raises(PhaseFailed, match="prompts differ"):
         prompts_for(BaselineSetup("r1", {}, {}, preds, records, spec, 8, 4, "openai"), tokenizer)
+
+
+class _Engine:
+    """Stands in for VLLMEngine (vLLM needs a CUDA GPU): records each call, answers every prompt with 'paris'."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, max_new_tokens, adapter=True):
+        from ftkit.generation import Prediction
+
+        self.calls.append((len(prompts), max_new_tokens, adapter))
+        return [Prediction(p.id, p.sha256, "paris", p.reference, 1, 1, 0.1, False) for p in prompts]
+
+
+def test_evaluation_generates_on_the_baselines_backend(tiny, tmp_path):
+    """A vLLM baseline: the evaluation's answers and both sides of the forgetting probe come from the vLLM engine
+    (adapter on, then off); a local baseline never asks for an engine."""
+    from types import SimpleNamespace
+
+    from ftkit.config import parse_config
+    from ftkit.evaluation import phase
+
+    model, tokenizer = tiny
+    engine = _Engine()
+    ft = SimpleNamespace(model=model, tokenizer=tokenizer, kind="adapter")
+    c = phase.Compared(SimpleNamespace(backend="vllm", max_new_tokens=7, batch_size=4), [], None, None, ft, engine)
+    run = SimpleNamespace(artefact=lambda name: tmp_path / name, config=parse_config({}),
+                          engagement=SimpleNamespace(path=tmp_path), write_json=lambda *a: None,
+                          record_input=lambda *a: None)
+    items = _prompts(tokenizer)
+    section = phase.generate(run, c, items, progress=False)
+    assert [p.output for p in section.value] == ["paris"] * len(items) and engine.calls == [(len(items), 7, True)]
+    assert (tmp_path / "predictions.jsonl").is_file()
+    probe = phase.forgetting_probe(run, c, progress=False)
+    assert engine.calls[1][2] is False and engine.calls[2][2] is True  # before: base (no adapter); after: adapter
+    assert probe.value["before"] == probe.value["after"]
+    local = phase.Compared(SimpleNamespace(backend="local", max_new_tokens=4, batch_size=4), [], None, None, ft)
+    assert phase.vllm_engine(run, local) is None
+    assert [p.output for p in phase.generate(run, local, items[:2], progress=False).value] == \
+        [p.output for p in generate_local(model, tokenizer, items[:2], 4, progress=False)]

@@ -179,6 +179,7 @@ class Compared:
     current: object  # the iteration evaluated here
     training: object  # its TrainingResults
     ft: object  # ftkit.evaluation.finetuned.FineTuned
+    engine: object = None  # ftkit.generation.vllm_backend.VLLMEngine, made by vllm_engine() for a vLLM baseline
 
     @property
     def headline_metric(self) -> str:
@@ -219,12 +220,25 @@ def same_prompts(c: Compared) -> Section:
         prompt_mismatch_finding(len(c.setup.spec.shots)))
 
 
-def generate(run, c: Compared, prompts: list, progress: bool = True) -> Section:
-    """The fine-tuned model's answers (value), written to predictions.jsonl."""
-    from ftkit.generation import generate_local, write_predictions
+def vllm_engine(run, c: Compared):
+    """The vLLM engine serving the fine-tuned model when the baseline generated with vLLM (else None); made once
+    per evaluation and kept on ``c`` for the forgetting probe."""
+    if c.setup.backend != "vllm":
+        return None
+    if c.engine is None:
+        from ftkit.generation.vllm_backend import engine_for_finetuned
 
-    preds = generate_local(c.ft.model, c.ft.tokenizer, prompts, c.setup.max_new_tokens, c.setup.batch_size,
-                           progress=progress)
+        c.engine = engine_for_finetuned(run.config, c.ft)
+    return c.engine
+
+
+def generate(run, c: Compared, prompts: list, progress: bool = True) -> Section:
+    """The fine-tuned model's answers (value), written to predictions.jsonl; on the baseline's backend (vLLM with
+    the adapter as a LoRARequest when the baseline used vLLM, else transformers)."""
+    from ftkit.generation import generate_with, write_predictions
+
+    preds = generate_with(c.setup.backend, c.ft.model, c.ft.tokenizer, prompts, c.setup.max_new_tokens,
+                          c.setup.batch_size, progress=progress, engine=vllm_engine(run, c))
     write_predictions(run.artefact("predictions.jsonl"), preds)
     return Section(value=preds, notes=[f"{len(preds)} answers written to predictions.jsonl"])
 
@@ -316,11 +330,16 @@ def forgetting_probe(run, c: Compared, enabled: bool = True, progress: bool = Tr
     if ev.probe_set:
         run.record_input(run.engagement.path / ev.probe_set)
     probe_prompts = forgetting.probe_prompts(probes, c.ft.tokenizer)
-    with finetuned.base_behaviour(c.ft, run.config) as base_model:
-        before = generate_local(base_model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
-                                c.setup.batch_size, progress=progress)
-    after = generate_local(c.ft.model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens, c.setup.batch_size,
-                           progress=progress)
+    engine = vllm_engine(run, c) if c.ft.kind == "adapter" else None  # before = the engine without the adapter
+    if engine is not None:
+        before = engine.generate(probe_prompts, ev.probe_max_new_tokens, adapter=False)
+        after = engine.generate(probe_prompts, ev.probe_max_new_tokens, adapter=True)
+    else:
+        with finetuned.base_behaviour(c.ft, run.config) as base_model:
+            before = generate_local(base_model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
+                                    c.setup.batch_size, progress=progress)
+        after = generate_local(c.ft.model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
+                               c.setup.batch_size, progress=progress)
     forget = forgetting.compare(probes, [p.output for p in before], [p.output for p in after])
     run.write_json("forgetting_probe.json", forget)
     sec = Section(value=forget)
