@@ -26,6 +26,7 @@ TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
 DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
 METHODS = ("lora", "qlora", "full")
 DISTRIBUTED_MODES = ("none", "ddp", "fsdp", "deepspeed")  # ftkit.training.distributed.MODES
+HOST_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,252}|\[?[0-9A-Fa-f:]+\]?"  # a host name, IPv4 or IPv6 address
 COMPLIANCE_FRAMEWORKS = ("hipaa", "gdpr", "data_residency", "pci_dss", "soc2", "eu_ai_act", "ccpa", "none")
 
 
@@ -198,7 +199,8 @@ class TrainingSettings:
     machine_rank: int = field(default=0, metadata=_help(
         "Which machine this notebook runs on (0 = the main one); every node gets its own launch script."))
     main_process_ip: str = field(default="", metadata=_help(
-        "Address of machine 0 that the other machines connect to (multi-node only), e.g. 10.0.0.4."))
+        "Address of machine 0 that the other machines connect to (multi-node only), e.g. 10.0.0.4.",
+        pattern=HOST_PATTERN))
     main_process_port: int = field(default=0, metadata=_help(
         "Port on machine 0 for the rendezvous (0 = a free port on one machine, 29500 for several)."))
     mlflow_tracking_uri: str = field(default="", metadata=_help(
@@ -242,15 +244,12 @@ def _distributed_problems(t: "TrainingSettings") -> list[str]:
                         f"got {t.machine_rank!r}")
     if not 0 <= t.main_process_port <= 65535:
         problems.append(f"main_process_port must be 0 (automatic) or a port up to 65535, got {t.main_process_port!r}")
-    if t.main_process_ip and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,252})|\[?[0-9A-Fa-f:]+\]?",
-                                              t.main_process_ip):
+    if t.main_process_ip and not re.fullmatch(HOST_PATTERN, t.main_process_ip):
         problems.append(f"main_process_ip must be a host name or IP address, got {t.main_process_ip!r}")
     if t.distributed == "none":
         if t.num_processes > 1 or t.num_machines > 1:
             problems.append(f"distributed is none (one process) but num_processes is {t.num_processes} and "
                             f"num_machines {t.num_machines}; set distributed: ddp (or fsdp, deepspeed)")
-        if t.accelerate_config:
-            problems.append("accelerate_config is set but distributed is none; set distributed to that file's mode")
     elif t.num_processes * max(1, t.num_machines) < 2:
         problems.append(f"distributed: {t.distributed} needs at least 2 processes in all, but num_processes is "
                         f"{t.num_processes} on {t.num_machines} machine(s)")

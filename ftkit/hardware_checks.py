@@ -36,7 +36,7 @@ def hardware_problems(config, phases: list[str], engagement=None, gpus: int | No
         if reason:
             problems.append(reason)
     t = config.training
-    if "training" in phases and t.distributed != "none":
+    if "training" in phases and (t.distributed != "none" or t.accelerate_config):
         from ftkit.training.distributed import check_plan, plan_from_settings
 
         if gpus is None:
@@ -44,7 +44,7 @@ def hardware_problems(config, phases: list[str], engagement=None, gpus: int | No
 
             gpus = visible_gpus()
         try:
-            check_plan(plan_from_settings(t), gpus)
+            check_plan(plan_from_settings(t, t.accelerate_config), gpus)
         except FtkitError as err:
             problems.append(str(err))
     return problems

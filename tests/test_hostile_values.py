@@ -77,7 +77,9 @@ def _text_fields():
             tp, name = hints[fld.name], f"{prefix}{fld.name}"
             if dataclasses.is_dataclass(tp):
                 walk(tp, name + ".")
-            elif tp is str and not fld.metadata.get("choices"):
+            elif tp is str and not fld.metadata.get("choices") and not fld.metadata.get("pattern"):
+                # (a setting with a pattern, e.g. training.main_process_ip, has no room for free text: its own
+                # check refuses anything else, tested beside it)
                 out.append((name, bool(fld.metadata.get("multiline")), False))
             elif tp == list[str] and not fld.metadata.get("item_choices"):
                 out.append((name, False, True))
@@ -89,7 +91,8 @@ def _text_fields():
 TEXT_FIELDS = _text_fields()
 
 # Free-text settings with a format of their own: the hostile value is put where that format allows text.
-SHAPED = {"base_model.chat_template": lambda v: f"t{v}.jinja"}  # a template file path
+SHAPED = {"base_model.chat_template": lambda v: f"t{v}.jinja",  # a template file path
+          "training.accelerate_config": lambda v: f"a{v}.yaml"}  # an accelerate config file path
 
 
 def _shaped(name: str, value: str) -> str:

@@ -119,6 +119,10 @@ def check_plan(plan: LaunchPlan, gpus: int) -> list[str]:
     """Refuse a layout this machine cannot run (FtkitError); return warnings worth a finding."""
     warnings = []
     if plan.mode == "none":
+        if plan.user_config:
+            raise FtkitError(f"training.accelerate_config is set ({plan.user_config}) but training.distributed is none "
+                             f"(one process, no accelerate launch); set distributed to that file's mode (ddp, fsdp "
+                             f"or deepspeed), or leave accelerate_config empty.")
         if gpus > 1:
             warnings.append(f"This machine has {gpus} GPUs but training runs in one process on cuda:0 only "
                             f"(training.distributed: none). Set training.distributed: ddp and "

@@ -51,7 +51,7 @@ class Setup:
         from ftkit.training.distributed import check_plan, plan_from_settings
         from ftkit.training.launch import visible_gpus
 
-        return check_plan(plan_from_settings(self.settings), visible_gpus())
+        return check_plan(plan_from_settings(self.settings, self.settings.accelerate_config), visible_gpus())
 
     @property
     def tiny(self) -> bool:

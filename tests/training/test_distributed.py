@@ -159,6 +159,8 @@ def test_plan_refusals_and_warnings_per_machine():
     if __import__("importlib").util.find_spec("deepspeed") is None:
         with pytest.raises(MissingDependency, match=r'pip install "ftkit\[deepspeed\]"'):
             dist.check_plan(dist.LaunchPlan("deepspeed", 2), 2)
+    with pytest.raises(FtkitError, match=r"accelerate_config is set \(my.yaml\) but training.distributed is none"):
+        dist.check_plan(dist.LaunchPlan("none", 1, user_config="my.yaml"), cpu)
     assert dist.check_plan(dist.LaunchPlan("ddp", 2), cpu) == []  # gloo DDP on CPU is tested for real
     [warning] = dist.check_plan(dist.LaunchPlan("none", 1), 4)
     assert "4 GPUs but training runs in one process on cuda:0 only" in warning
