@@ -29,7 +29,7 @@ import numpy as np
 from ftkit.data import duplicates as dup
 from ftkit.data.checks import CHECKS, Issue, make_issue
 from ftkit.data.formats import FORMATS, NormaliseContext, detect_format, guess_csv_columns, normalise
-from ftkit.data.pii import find_pii_many, masked_excerpt, redact
+from ftkit.data.pii import find_pii_many, masked_excerpt, redact, safe_text
 from ftkit.data.reader import (TABULAR_CONTAINERS, FileProblem, RawItem, decode_json_line, explain_single_object,
                                iter_items, not_a_list_problem, sniff)
 from ftkit.data.record_checks import TaskContext, derive_label, final_answer, run_record_checks
@@ -159,11 +159,12 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
             issues.append(problem)
             metas.append({"line": item.line, "valid": False})
             continue
-        record_issues = [_issue(code, item.line, msg) for code, msg in ex.problems]
+        # messages quote client values (a label, a key name, a schema violation): masked like excerpts
+        record_issues = [_issue(code, item.line, safe_text(msg)) for code, msg in ex.problems]
         if not ex.fatal:
             for code, msg, idx, offset in run_record_checks(ex.messages, opts.task):
                 excerpt = masked_excerpt(ex.messages[idx]["content"], offset) if idx >= 0 else ""
-                record_issues.append(_issue(code, item.line, msg, excerpt))
+                record_issues.append(_issue(code, item.line, safe_text(msg), excerpt))
         label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
         meta = _meta(item.line, ex.messages, label, ex.id, seed) if not ex.fatal else {"line": item.line}
         if opts.scan_pii and not ex.fatal:

@@ -53,7 +53,9 @@ _DIGIT_RUN = re.compile(r"[0-9][0-9 ().+-]{6,}[0-9]")
 # with a character class that every hex letter of English text matched: ~9x slower).
 _IPV4_HINT = re.compile(r"\.[0-9]{1,3}\.")
 _IPV6_HINT = re.compile(r":[0-9a-fA-F]{1,4}:")
-_KEY_HINTS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_", "PRIVATE KEY", "eyJ")
+_KEY_HINTS = ("sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_",
+              "PRIVATE KEY", "eyJ", "Bearer", "bearer", "BEARER", "aws_secret", "AWS_SECRET", "AccountKey", "ya29.",
+              "sk_live_", "sk_test_", "rk_live_", "glpat-")
 _SECRET_HINTS = ("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey", "access_token", "access-token")
 
 
@@ -137,7 +139,13 @@ def _mask_ip(value: str) -> str:
 
 
 def _mask_secret(value: str) -> str:
-    return f"{value[:3]}…({len(value)} chars)"
+    """No character of a secret survives, whatever its length: only what kind of secret it is and its length.
+
+    >>> _mask_secret("-----BEGIN RSA PRIVATE KEY-----\\nMIIE...\\n-----END RSA PRIVATE KEY-----")
+    '[private key, 69 chars]'
+    """
+    kind = "private key" if "PRIVATE KEY" in value else ("token" if value[:3] in ("eyJ", "Bea", "bea", "BEA") else "secret")
+    return f"[{kind}, {len(value)} chars]"
 
 
 def _mask_national_id(value: str) -> str:
@@ -204,8 +212,17 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
     Detector("api_key", _has_key_hint,
              re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b"
                         r"|\bgithub_pat_[A-Za-z0-9_]{40,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b"
-                        r"|\bhf_[A-Za-z0-9]{30,}\b|-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"
-                        r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+                        r"|\bhf_[A-Za-z0-9]{30,}\b"
+                        # a private key block whole (PEM, OpenSSH, PGP), through its END line or, cut off, to the end
+                        r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+                        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+                        r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # JWT
+                        r"|\b(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9._~+/-]{20,}=*"  # OAuth bearer tokens
+                        r"|\bASIA[0-9A-Z]{16}\b"  # AWS temporary key id
+                        r"|\b(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+=]{40}"
+                        r"|\bAccountKey=[A-Za-z0-9+/=]{40,}"  # Azure storage connection strings
+                        r"|\bya29\.[0-9A-Za-z_-]{20,}"  # Google OAuth access tokens
+                        r"|\b[sr]k_(?:live|test)_[0-9A-Za-z]{16,}|\bglpat-[0-9A-Za-z_-]{20,}"),  # Stripe, GitLab
              _always, _mask_secret, "[API_KEY]"),
     Detector("credential", _has_secret_hint,
              re.compile(r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"),
@@ -387,8 +404,11 @@ def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:
     """
     lo = max(0, start - width // 4)
     hi = lo + width
-    margin_lo = max(0, lo - 200)
-    region = text[margin_lo:hi + 200]
+    # A secret can be long (a 4096-bit key block is ~3,300 characters): when the text holds a secret hint, hits
+    # are searched in the whole text, so a window inside a key body still knows it is one.
+    margin = len(text) if _has_key_hint(text) or _has_secret_hint(text) else 200
+    margin_lo = max(0, lo - margin)
+    region = text[margin_lo:hi + margin]
     out, pos = [], lo - margin_lo
     end = hi - margin_lo
     for hit in find_pii(region):
@@ -398,5 +418,26 @@ def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:
         out.append(hit.masked)
         pos = hit.end
     out.append(region[pos:end] if pos < end else "")
-    flat = " ".join("".join(out).split())
+    flat = _LONG_RUN.sub(_mask_run, " ".join("".join(out).split()))
     return ("…" if lo else "") + flat + ("…" if len(text) > hi else "")
+
+
+# Last line of defence for excerpts and messages: a run of 32+ base64/hex-like characters (a key body line, a
+# token of a vendor no detector knows) is shown as its length only. Prose, ids and URLs rarely have such runs.
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
+
+
+def _mask_run(m: re.Match) -> str:
+    run = m.group()
+    if run.isalpha() and run.islower() or "[" in run:  # a long word (German compounds), not a key
+        return run
+    return f"[{len(run)} chars masked]"
+
+
+def safe_text(text: str) -> str:
+    """A message for issues.csv/JSON/reports built from client text: every PII hit masked, no secret run left.
+
+    >>> safe_text("label 'Bearer abcdefghijklmnopqrstuvwxyz123456' unknown")
+    "label '[token, 39 chars]' unknown"
+    """
+    return _LONG_RUN.sub(_mask_run, mask(text)) if text else text
