@@ -42,7 +42,7 @@ def normalise_text(text: str) -> str:
     zero-width characters removed, whitespace collapsed. Only the keys use it; the stored and trained text stays
     as delivered. ASCII text (most of it) takes a fast path: NFKC and the invisible set leave it unchanged.
 
-    >>> normalise_text("  Hello\r\n  World ")
+    >>> normalise_text("  Hello\\r\\n  World ")
     'hello world'
     >>> normalise_text("ＲＥ\u200bFUND  for  STRASSE") == normalise_text("refund for straße")
     True

@@ -69,17 +69,14 @@ def _check_empty(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
 
 
 def _check_trained(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
-    """Structural label coverage: at least one assistant message with weight 1 and content (or tool calls).
-    Needs no tokenizer, so ``ftkit data check`` catches an example that would train on nothing."""
-    answers = [m for m in msgs if m["role"] == "assistant"]
-    if not answers:
-        return  # conversation.no_assistant says it
-    if any(m.get("weight", 1) and (m["content"].strip() or m.get("tool_calls")) for m in answers):
-        return
-    i = msgs.index(answers[-1])
-    why = "every assistant message has weight 0" if all(not m.get("weight", 1) for m in answers) else \
-        "the assistant messages with weight 1 are empty"
-    yield "labels.nothing_trained", f"nothing in this example is trained on: {why}", i, 0
+    """Structural label coverage: at least one assistant message with weight 1 (and content, which
+    content.empty_assistant checks). Needs no tokenizer, so ``ftkit data check`` catches an example whose only
+    answers carry ``weight: 0`` and would train on nothing."""
+    answers = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+    if answers and not any(msgs[i].get("weight", 1) for i in answers):
+        n = len(answers)
+        yield ("labels.nothing_trained", f"nothing in this example is trained on: {'its only assistant message has' if n == 1 else f'all {n} assistant messages have'} weight 0",
+               answers[-1], 0)
 
 
 def _first_match(msgs: list[dict], test: Callable[[str], object]) -> tuple[int, object] | None:
