@@ -77,6 +77,8 @@ class DataSettings:
         "Optional client-provided test set; when given it is the test split and leakage is checked."))
     format: str = field(default="auto", metadata=_help("File format; auto-detected by default.", choices=DATA_FORMATS))
     columns: ColumnSettings = field(default_factory=ColumnSettings, metadata=_help("Column mapping for CSV/TSV."))
+    sheet: str = field(default="", metadata=_help(
+        "Excel (.xlsx) files: the sheet to read (header in row 1; columns from data.columns). Empty: .xlsx is refused."))
     split: SplitSettings = field(default_factory=SplitSettings, metadata=_help("Train/validation/test split."))
     max_seq_length: int = field(default=1024, metadata=_help(
         "Longest example in tokens; longer ones are flagged (truncation risk)."))

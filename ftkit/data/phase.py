@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ftkit.data.audit import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
-from ftkit.data.record_checks import TaskContext
+from ftkit.data.record_checks import TaskContext, control_markers
 from ftkit.data.stats import suggest_max_seq_length
 
 MAX_ERROR_SHARE = 0.2  # more records with errors than this blocks: the file needs fixing, not filtering
@@ -41,9 +41,10 @@ def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> Audit
     config = run.config
     d, task = config.data, config.task
     tokenizer, why = load_base_tokenizer(config) if use_tokenizer else (None, "turned off (use_tokenizer=False)")
-    control = tuple(tokenizer.all_special_tokens) if tokenizer is not None else ()
+    control = control_markers(tokenizer)  # its special tokens, or the common chat-format markers without one
     options = AuditOptions(
         fmt=d.format, columns={"prompt": d.columns.prompt, "completion": d.columns.completion, "system": d.columns.system},
+        sheet=getattr(d, "sheet", ""),
         system_prompt=task.system_prompt,
         task=TaskContext(task.type, task.label_field, tuple(task.labels), dict(task.json_schema), control),
         tokenizer=tokenizer, max_seq_length=d.max_seq_length, near_duplicate_threshold=d.near_duplicate_threshold,
@@ -220,7 +221,7 @@ def token_findings(result: AuditResult, max_seq_length: int) -> list[tuple]:
     else:
         out.append(("info", "data.lengths", f"Every example fits max_seq_length {max_seq_length:,}; the longest has "
                     f"{max(counts):,} tokens, 99 % have at most {suggested:,}.", ""))
-    label_errors = sum(1 for i in result.issues if i.code in ("labels.empty", "labels.no_end_of_turn"))
+    label_errors = sum(1 for i in result.issues if i.code in ("labels.empty", "labels.no_end_of_turn", "labels.nothing_trained"))
     out.append(("blocking" if label_errors and label_errors >= 0.5 * (len(metas) + label_errors) else
                 ("warning" if label_errors else "info"), "data.label_coverage",
                 f"Label coverage: {len(metas):,} examples train on their answers including the end-of-turn token; "

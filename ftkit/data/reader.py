@@ -24,6 +24,7 @@ import codecs
 import csv
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -122,7 +123,7 @@ def _read_head(path: Path, compression: str) -> bytes:
     try:
         with _open_binary(path, compression) as handle:
             return handle.read(SNIFF_BYTES)
-    except (OSError, EOFError, ValueError) as err:  # gzip.BadGzipFile is an OSError; zstd raises ZstdError(ValueError)
+    except (OSError, EOFError, ValueError, zlib.error) as err:  # BadGzipFile is an OSError; zstd: ZstdError
         raise FileProblem("file.compressed", f"{path}: the {compression} data cannot be decompressed ({err}); the "
                           f"file is damaged or truncated: compress it again from the original.") from None
 
