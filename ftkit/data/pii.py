@@ -301,7 +301,7 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
              _secret_value_valid, _mask_secret, "[SECRET]"),
     Detector("iban", _always, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
              margin=24),
-    Detector("card", _always, re.compile(r"(?<![\d/.,-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
+    Detector("card", _always, re.compile(r"(?<![\d/.,+-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
              _mask_digits_keep_last(4), "[CARD]", margin=4),
     Detector("national_id", _always,
              re.compile(_ID_KEYWORD + r"(?:\d[\d .]{7,12}\d)(?![\d-])"  # keyword + bare 9/11 digits
