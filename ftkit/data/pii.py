@@ -217,7 +217,7 @@ def _mask_secret(value: str) -> str:
     '[private key, 69 chars]'
     """
     kind = "private key" if "PRIVATE KEY" in value else ("token" if value[:3] in ("eyJ", "Bea", "bea", "BEA") else "secret")
-    return f"[{kind}, {len(value)} chars]"
+    return f"[{kind}, {len(value):,} chars]"
 
 
 def _mask_national_id(value: str) -> str:
