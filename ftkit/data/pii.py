@@ -305,10 +305,11 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
              _mask_digits_keep_last(4), "[CARD]", margin=4),
     Detector("national_id", _always,
              re.compile(_ID_KEYWORD + r"(?:\d[\d .]{7,12}\d)(?![\d-])"  # keyword + bare 9/11 digits
-                        r"|\b\d{3}-\d{2}-\d{4}\b(?!\s*=)"  # US SSN with dashes
-                        r"|\b\d{6}[-+A]\d{3}[0-9A-Y]\b|\b(?:\d{2})?\d{6}[-+]\d{4}\b"  # FI, SE, DK
-                        r"|\b\d{8}-?[A-Z]\b"  # ES DNI
-                        r"|\b[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b"  # FR NIR
+                        # not after '.', ':' or ',': "12:02:47.224880-0700" is a timestamp, "3.141592-6535" a number
+                        r"|(?<![.:,])\b\d{3}-\d{2}-\d{4}\b(?!\s*=)"  # US SSN with dashes
+                        r"|(?<![.:,])\b\d{6}[-+A]\d{3}[0-9A-Y]\b|(?<![.:,])\b(?:\d{2})?\d{6}[-+]\d{4}\b"  # FI, SE, DK
+                        r"|(?<![.:,])\b\d{8}-?[A-Z]\b"  # ES DNI
+                        r"|(?<![.:,])\b[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b"  # FR NIR
                         r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),  # UK NI number
              _national_id_valid, _mask_national_id, "[NATIONAL_ID]", margin=48),
     Detector("national_id_alnum", lambda t: _ALNUM_ID_HINT.search(t) is not None,  # IDs with letters and short

@@ -136,6 +136,7 @@ def test_national_ids_validated_by_stdnum_are_found(text):
     "ref 000-12-3456", "DNI 12345678A", "NIE X1234567A", "codice RSSMRA85T10A562X", "BSN: 111222334",
     "order 44051401359 shipped",  # a checksum-valid PESEL without its keyword is just a number
     "invoice 111222333",
+    "2023-03-17 12:02:47.224880-0700 App[4687:158901] error",  # a timestamp's microseconds and UTC offset
 ])
 def test_national_id_shaped_non_ids_are_not(text):
     assert [h.kind for h in find_pii(text) if h.kind == "national_id"] == [], text
