@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftkit.config import EngagementConfig, load_config
+from ftkit.display import embed_figures_as_png, show_png
 from ftkit.engagement import Engagement
 from ftkit.errors import PhaseFailed
 from ftkit.findings import Finding
@@ -54,10 +54,11 @@ class PhaseRun:
         config = load_config(snapshot if snapshot.is_file() else engagement.config_path)
         run = cls(phase_obj.name, engagement, run_path, config, dict(params or {}),
                   started_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        if show:
+        embed_figures_as_png()  # figures displayed any way end up as images in report.html
+        if show:  # the interpreter path is machine-local: the manifest records it, the report does not show it
             run._show_markdown(
                 f"**Client:** {html.escape(config.client.name or engagement.slug)} · **phase:** {phase_obj.title} · "
-                f"**run:** `{run.run_id}` · **Python:** `{sys.executable}`")
+                f"**run:** `{run.run_id}`")
         return run
 
     @property
@@ -136,11 +137,7 @@ class PhaseRun:
         tmp = path.with_suffix(".tmp.png")
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
         os.replace(tmp, path)
-        try:
-            from IPython.display import display
-            display(fig)
-        except ImportError:
-            pass
+        show_png(path)  # the saved file itself, so the report shows it whatever matplotlib backend is active
         import matplotlib.pyplot as plt
         plt.close(fig)
         return path

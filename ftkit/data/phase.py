@@ -25,25 +25,40 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f} %" if whole else "0 %"
 
 
-def load_base_tokenizer(config):
-    """The base model's tokenizer, or (None, why) when it cannot be loaded (token checks are then skipped)."""
-    from ftkit.errors import FtkitError
+def load_base_tokenizer(config, engagement_dir=None):
+    """The base model's tokenizer with the engagement's chat template installed (``ftkit.chat_plan``), or
+    (None, why) when it cannot be loaded (token checks are then skipped)."""
+    from ftkit.chat_plan import prepare_tokenizer
+    from ftkit.errors import ConfigError, FtkitError
     from ftkit.models.loading import load_tokenizer
 
     try:
         tok = load_tokenizer(config.base_model.id, config.base_model.revision, config.base_model.trust_remote_code)
     except FtkitError as err:
         return None, str(err)
-    if not getattr(tok, "is_fast", False) or not tok.chat_template:
-        return None, f"the tokenizer of {config.base_model.id} is not a fast tokenizer with a chat template"
+    if not getattr(tok, "is_fast", False):
+        return None, f"the tokenizer of {config.base_model.id} is not a fast tokenizer"
+    try:
+        prepare_tokenizer(tok, config, engagement_dir)
+    except ConfigError:
+        raise
+    except FtkitError as err:
+        return None, str(err)
     return tok, ""
+
+
+def chat_plan_of(tokenizer) -> dict:
+    """The recorded chat-template decision of a prepared tokenizer ({} when none was made)."""
+    cached = getattr(tokenizer, "_ftkit_chat_plan", None)
+    return cached[1].to_dict() if cached else {}
 
 
 def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> AuditResult:
     """Audit the engagement's data files (and test files) with the settings of engagement.yaml."""
     config = run.config
     d, task = config.data, config.task
-    tokenizer, why = load_base_tokenizer(config) if use_tokenizer else (None, "turned off (use_tokenizer=False)")
+    tokenizer, why = (load_base_tokenizer(config) if use_tokenizer
+                      else (None, "turned off (use_tokenizer=False)"))
     control = control_markers(tokenizer)  # its special tokens, or the common chat-format markers without one
     options = AuditOptions(
         fmt=d.format, columns={"prompt": d.columns.prompt, "completion": d.columns.completion, "system": d.columns.system},
@@ -55,6 +70,8 @@ def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> Audit
                                         "seed": d.split.seed}, workers=workers or None)
     result = audit_files(run.data_files(), options, test_files=run.data_files(test=True))
     result.tokenizer_note = why
+    if tokenizer is not None:
+        result.stats["chat_template"] = chat_plan_of(tokenizer)  # lands in results.json with the other stats
     return result
 
 
@@ -73,16 +90,36 @@ def files_findings(result: AuditResult) -> list[tuple]:
             problem = next((i for i in result.issues if i.file == f.path and i.line == 0), None)
             out.append(("blocking", "data.unreadable", f"{Path(f.path).name} cannot be read: "
                         f"{problem.message if problem else 'no records'}", CHECKS[problem.code].fix if problem else ""))
+    out += _no_record_passes(result)
     invalid = result.n_records - result.n_valid
     sev = "blocking" if result.n_records and invalid > MAX_ERROR_SHARE * result.n_records else \
         ("warning" if invalid else "info")
     out.append((sev, "data.valid", f"{result.n_valid:,} of {result.n_records:,} records ({_pct(result.n_valid, result.n_records)}) "
                 f"pass every check; {invalid:,} have errors and are left out of the splits.",
                 "Send the client issues.csv: every row names the line, the problem and the fix." if invalid else ""))
+    plan = result.stats.get("chat_template") or {}
+    if plan:
+        out.append(("info", "data.chat_template", plan["summary"],
+                    "Set base_model.chat_template in engagement.yaml to use another template." if
+                    plan["template_source"].startswith("default:") else ""))
     if result.tokenizer_note:
         out.append(("warning", "data.no_tokenizer", f"Token and label-coverage checks were skipped: {result.tokenizer_note}.",
                     "Make the base model available (or fix base_model.id) and re-run the audit."))
     return out
+
+
+def _no_record_passes(result: AuditResult) -> list[tuple]:
+    """One blocking finding, first, when no record passes and one check rejects them all (not one per row)."""
+    if not result.n_records or result.n_valid:
+        return []
+    errors = Counter(i.code for i in result.issues if i.severity == "error")
+    if not errors:
+        return []
+    code, n = errors.most_common(1)[0]
+    example = next(i for i in result.issues if i.code == code)
+    share = "every record" if n >= result.n_records else f"{n:,} of {result.n_records:,} records"
+    return [("blocking", "data.none_usable", f"No record can be used: {share} fail '{code}' (first at "
+             f"{Path(example.file).name} line {example.line}: {example.message[:200]}).", CHECKS[code].fix)]
 
 
 # -- 2. issues --------------------------------------------------------------------------------------------------

@@ -58,16 +58,36 @@ def setup(run) -> Setup:
     bm = run.config.base_model
     source = resolve_model(bm.id, bm.revision)
     description = describe_model(source)
-    run.record_model(description)
     tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
-    if not tokenizer.chat_template:
-        raise PhaseFailed(f"The tokenizer of {bm.id} has no chat template, so assistant turns cannot be found for "
-                          f"assistant-only loss. Use an instruct/chat model, or one whose tokenizer ships a template.")
+    from ftkit.chat_plan import prepare_tokenizer
+
+    plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
+    description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
+    run.record_model(description)
+    run.write_json("chat_plan.json", plan.to_dict())
     settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
                                 run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
+    if settings.packing and _attention_softcapping(source.path):
+        # Gemma 2 caps attention logits (tanh); the padding-free packed attention runs sdpa, which cannot.
+        import dataclasses
+
+        settings = dataclasses.replace(settings, packing=False)
+        settings.sources["packing"] = "off: this architecture caps attention logits, which packed attention cannot do"
     info = template_info(tokenizer)
     return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+
+
+def _attention_softcapping(model_path: str) -> bool:
+    """True when the model's config.json sets attention-logit soft-capping (Gemma 2)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return config.get("attn_logit_softcapping") is not None
 
 
 def setup_findings(s: Setup) -> list[tuple]:
@@ -76,6 +96,9 @@ def setup_findings(s: Setup) -> list[tuple]:
         out.append(("warning", "training.tiny_random_model", "The base model is ftkit's randomly initialised TEST model "
                     "(tiny Llama, random weights): this run only shows that the training pipeline works; its losses "
                     "and its adapter mean nothing.", "Set base_model.id to the client's real base model."))
+    cached = getattr(s.tokenizer, "_ftkit_chat_plan", None)
+    if cached:  # the template the labels are built with, and what it does with the system prompt
+        out.append(("info", "training.chat_template", cached[1].summary(), ""))
     st = s.settings
     decided = ", ".join("target_modules = all linear layers" if k == "target_modules" else f"{k} = {getattr(st, k)} ({why})"
                         for k, why in st.sources.items())
@@ -117,7 +140,8 @@ def prepare_data(run, s: Setup) -> Data:
     for name, filename in SPLIT_FILES.items():
         path = run.upstream_file("data_audit", filename)
         hashes[filename] = run.record_input(path)
-        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name)
+        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name,
+                                      system_prompt=run.config.task.system_prompt)
     train, validation = splits["train"], subset(splits["validation"], st.eval_max_examples)
     if not train.examples:
         raise PhaseFailed(f"No training example is left after tokenizing the {train.n_records} training records "
@@ -234,6 +258,10 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
                       trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
                       progress=progress)
+    # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
+    job.extra["chat_template"] = s.tokenizer.chat_template
+    job.extra["added_tokens"] = list(getattr(s.tokenizer, "_ftkit_chat_plan", ("", None))[1].added_tokens
+                                     if getattr(s.tokenizer, "_ftkit_chat_plan", None) else [])
     if s.settings.num_processes > 1:
         from ftkit.training.launch import launch
 
