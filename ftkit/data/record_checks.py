@@ -144,11 +144,9 @@ def control_markers(tokenizer) -> tuple[str, ...]:
     """
     if tokenizer is None:
         return COMMON_CHAT_MARKERS
-    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
-        if getattr(added, "special", False):
-            found.add(str(added))
-    return tuple(sorted((t for t in found if isinstance(t, str) and len(t.strip()) >= 3), key=lambda t: (-len(t), t)))
+    from ftkit.content_tokens import special_texts  # the same set training encodes as plain text
+
+    return tuple(sorted((t for t in special_texts(tokenizer) if len(t.strip()) >= 3), key=lambda t: (-len(t), t)))
 
 
 @lru_cache(maxsize=8)
