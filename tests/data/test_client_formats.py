@@ -150,3 +150,38 @@ def test_excel_setting_is_in_the_config_and_template():
 
     assert DataSettings().sheet == ""
     assert "\n  sheet: \"\"" in (templates_dir() / "engagement.yaml").read_text()
+
+
+def test_an_engagement_takes_a_dataset_folder_hashed_file_by_file(tmp_path):
+    """`ftkit new --data FOLDER` (Parquet shards, save_to_disk): every file is hashed at intake and recorded as
+    an input of the audit, which reads the folder as one data source; verify catches a changed shard."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    from engagement_helpers import sample_records
+    from ftkit.demo_data import DEMO_SETTINGS
+    from ftkit.intake import create_engagement
+    from ftkit.runner import run_phases
+    from ftkit.verify import verify_engagement
+
+    recs = [{"messages": json.dumps(r["messages"])} for r in sample_records(150)]
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for i in range(2):
+        part = [json.loads(r["messages"]) for r in recs[i * 75:(i + 1) * 75]]
+        pq.write_table(pa.Table.from_pylist([{"messages": m} for m in part]), folder / f"part-{i}.parquet")
+    eng = create_engagement("shards", [folder], tmp_path / "engagements", settings=dict(DEMO_SETTINGS))
+    intake = json.loads((eng.path / "intake.json").read_text())
+    assert sorted(intake["files"]) == ["data/export/part-0.parquet", "data/export/part-1.parquet"]
+    [outcome] = run_phases(eng, ["data_audit"], {}, progress=False)
+    assert outcome.succeeded, outcome.error
+    manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
+    inputs = json.dumps(manifest)
+    assert "part-0.parquet" in inputs and "part-1.parquet" in inputs
+    results = json.loads((outcome.run_dir / "results.json").read_text())
+    assert results["results"]["stats"]["n_records"] == 150
+    problems, _ = verify_engagement(eng)
+    assert problems == []
+    (eng.path / "data/export/part-1.parquet").write_bytes(b"changed")
+    problems, _ = verify_engagement(eng)
+    assert any("part-1.parquet" in p for p in problems)
