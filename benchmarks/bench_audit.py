@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--long", action="store_true", help="long user turns: ~200 tokens per example (SmolLM2)")
     args = parser.parse_args(argv)
 
-    from ftkit.data.audit import AuditOptions, audit_files
+    from ftkit.data.audit_files import AuditOptions, audit_files
     from ftkit.data.record_checks import TaskContext, control_markers
     from ftkit.models.loading import load_tokenizer
     from ftkit.models.tiny import ensure_tiny_model

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.config import TASK_TYPES, parse_config
 from ftkit.engagement import Engagement, check_client_name
 from ftkit.errors import DataError, FtkitError, UsageError
@@ -89,7 +89,7 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    audit.append_event(engagement.audit_path, "engagement_created", client=client, data_files=hashes)
+    audit_log.append_event(engagement.audit_path, "engagement_created", client=client, data_files=hashes)
     return engagement
 
 

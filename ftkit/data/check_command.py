@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ftkit.data.audit import AuditOptions, AuditResult, audit_files
+from ftkit.data.audit_files import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
 from ftkit.data.record_checks import TaskContext, control_markers
 

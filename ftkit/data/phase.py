@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.data.audit import AuditOptions, AuditResult, audit_files
+from ftkit.data.audit_files import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
 from ftkit.data.record_checks import TaskContext, control_markers
 from ftkit.data.stats import suggest_max_seq_length

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.record_checks import TaskContext
 
 from data_helpers import chat, distinct_tickets

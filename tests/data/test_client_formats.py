@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 
 from data_helpers import chat, distinct_tickets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ftkit.config import parse_config
 from ftkit.data import phase
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.record_checks import TaskContext
 from ftkit.findings import Finding
 

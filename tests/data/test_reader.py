@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.reader import MAX_RECORD_BYTES
 
 from data_helpers import chat

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.check_command import DEFAULT_MAX_SEQ_LENGTH, check_report, run_data_check
 from ftkit.data.record_checks import COMMON_CHAT_MARKERS, TaskContext, control_markers
 
