@@ -37,8 +37,9 @@ ASKS = ["Please help.", "Can you fix this today?", "What should I do now?", "I w
         "Is there an update?", "Thanks in advance.", "This is urgent, I travel on Friday.", "No rush."]
 
 
-def make_dataset(path: Path, n: int, seed: int = 0) -> None:
-    """n chat examples, 1 % exact duplicates, a few e-mails; written as JSONL without holding them in memory."""
+def make_dataset(path: Path, n: int, seed: int = 0, long: bool = False) -> None:
+    """n chat examples, 1 % exact duplicates, a few e-mails; written as JSONL without holding them in memory.
+    ``long``: user turns of 7-10 sentences (~200 tokens per example with SmolLM2's tokenizer) instead of 1-3."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as handle:
         previous = []
@@ -47,7 +48,7 @@ def make_dataset(path: Path, n: int, seed: int = 0) -> None:
                 handle.write(rng.choice(previous))
                 continue
             parts = [rng.choice(OPENERS)] + [f"{rng.choice(SUBJECTS)} {rng.choice(PROBLEMS)} (ref {rng.randint(10**5, 10**6)})."
-                                             for _ in range(rng.randint(1, 3))] + [rng.choice(ASKS)]
+                                             for _ in range(rng.randint(7, 10) if long else rng.randint(1, 3))] + [rng.choice(ASKS)]
             if rng.random() < 0.002:
                 parts.append(f"My e-mail is user{i}@example.com.")
             answer = json.dumps({"category": rng.choice(CATEGORIES), "priority": rng.choice(["low", "medium", "high"])})
@@ -101,19 +102,20 @@ def main(argv=None) -> int:
     parser.add_argument("--tokenizer", default="", help="model folder with a fast tokenizer (default: the tiny test model)")
     parser.add_argument("--workers", type=int, default=0, help="audit worker processes (0 = automatic)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement; the best of each is reported")
+    parser.add_argument("--long", action="store_true", help="long user turns: ~200 tokens per example (SmolLM2)")
     args = parser.parse_args(argv)
 
-    from ftkit.data.audit import AuditOptions, audit_files
-    from ftkit.data.record_checks import TaskContext
+    from ftkit.data.audit_files import AuditOptions, audit_files
+    from ftkit.data.record_checks import TaskContext, control_markers
     from ftkit.models.loading import load_tokenizer
     from ftkit.models.tiny import ensure_tiny_model
 
     tokenizer = load_tokenizer(args.tokenizer or str(ensure_tiny_model()))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "chat.jsonl"
-        make_dataset(data, args.n)
+        make_dataset(data, args.n, long=args.long)
         size_mb = data.stat().st_size / 1e6
-        options = AuditOptions(task=TaskContext("structured_output", "category", (), {}, tuple(tokenizer.all_special_tokens)),
+        options = AuditOptions(task=TaskContext("structured_output", "category", (), {}, control_markers(tokenizer)),
                                tokenizer=tokenizer, max_seq_length=1024, workers=args.workers or None)
         audit_runs, floor_runs = [], []
         for _ in range(args.repeat):  # alternate the two, so a slow spell of a shared machine hits both
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
         "tokenize_examples_per_s": round(n / floor_s, 1), "tokenize_threads_s": round(floor["threads_s"], 2),
         "tokenize_processes_s": round(floor["processes_s"], 2), "n_examples": args.n, "n_valid": n_valid,
         "tokens_per_example": round(tokens / n, 1), "file_mb": round(size_mb, 1), "cpu_count": os.cpu_count(),
-        "splits": splits, "issues": issues, "tokenizer": args.tokenizer or "tiny-random (ftkit test model)",
+        "splits": splits, "issues": issues, "tokenizer": args.tokenizer or "tiny-random (ftkit test model)", "long_user_turns": args.long,
         "load_average_1min": round(os.getloadavg()[0], 2), "repeat": args.repeat,
         "audit_runs_s": [round(x, 2) for x in audit_runs], "tokenize_runs_s": [round(x, 2) for x in floor_runs],
         "targets": {"examples_per_s": 5000, "audit_over_tokenize": 1.5},

@@ -348,8 +348,12 @@ def tokenize_with_assistant_labels(tokenizer, conversations: list[list[dict]], m
                       return_attention_mask=False, truncation=max_length is not None, max_length=max_length)
     info = template_info(tokenizer)
     markers = _markers(tokenizer)
+    # client text that looks like a control token (<|im_end|> in an answer) is encoded as plain text
+    from ftkit.content_tokens import protect_batch
+
+    ids_batch, offsets_batch = protect_batch(tokenizer, rendered, batch["input_ids"], batch["offset_mapping"], max_length)
     out = []
-    for r, ids, offsets in zip(rendered, batch["input_ids"], batch["offset_mapping"]):
+    for r, ids, offsets in zip(rendered, ids_batch, offsets_batch):
         starts, ends = [a for a, _ in offsets], [b for _, b in offsets]
         labels = [IGNORE_INDEX] * len(ids)
         for cs, ce in r.assistant_spans:

@@ -84,7 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"])
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the findings as JSON")
+    p.add_argument("--base-model", metavar="ID_OR_PATH", help="tokenizer for exact token, over-length and label-coverage "
+                   "checks (hub id, folder, .gguf or short name, as base_model.id)")
+    p.add_argument("--max-seq-length", type=_positive_int, metavar="N", help="over-length limit in tokens (default 1024)")
+    p.add_argument("--sheet", default="", metavar="NAME", help="the sheet to read from an .xlsx workbook")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens >= 16, got {text!r}")
+    return value
 
 
 @command("new")
@@ -203,7 +217,8 @@ def _data(args) -> int:
         return 2
     from ftkit.data.check_command import run_data_check
 
-    return run_data_check(args.file, fmt=args.format, json_out=args.json_out)
+    return run_data_check(args.file, fmt=args.format, json_out=args.json_out, base_model=args.base_model,
+                          max_seq_length=args.max_seq_length, sheet=args.sheet)
 
 
 def main(argv: list[str] | None = None) -> int:

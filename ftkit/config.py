@@ -88,9 +88,11 @@ class DataSettings:
         "Optional client-provided test set: used as the test split, leakage is checked."))
     format: str = field(default="auto", metadata=_help(
         "File format: auto | chat | alpaca | sharegpt | prompt_completion | csv (auto = "
-        "detected).", choices=DATA_FORMATS))
+        "detected; also .gz/.zst, Parquet, Arrow, dataset folders, .xlsx).", choices=DATA_FORMATS))
     columns: ColumnSettings = field(default_factory=ColumnSettings, metadata=_help(
-        "CSV/TSV only: which columns hold what."))
+        "CSV/TSV and Excel only: which columns hold what."))
+    sheet: str = field(default="", metadata=_help(
+        "Excel (.xlsx) only: the sheet to read (header in row 1); empty = .xlsx files are refused."))
     split: SplitSettings = field(default_factory=SplitSettings, metadata=_help(
         "Deterministic split: same data + same seed = same split."))
     max_seq_length: int = field(default=1024, metadata=_help(

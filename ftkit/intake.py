@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.config import TASK_TYPES, parse_config
 from ftkit.engagement import Engagement, check_client_name
 from ftkit.errors import DataError, FtkitError, UsageError
@@ -76,10 +76,7 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
         (staging / "data").mkdir()
         hashes = {}
         for source, name in zip(sources, names):
-            shutil.copyfile(source, staging / "data" / name)
-            hashes[f"data/{name}"] = sha256_file(staging / "data" / name)
-            if hashes[f"data/{name}"] != sha256_file(source):
-                raise DataError(f"{source} changed while it was being copied; copy it again when it is stable.")
+            hashes.update(_copy_hashed(source, staging / "data" / name, f"data/{name}"))
         atomic_write_text(staging / "engagement.yaml", text)
         atomic_write_json(staging / "intake.json", {"files": hashes,
                                                     "sources": {f"data/{n}": str(s) for s, n in zip(sources, names)}})
@@ -92,15 +89,35 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    audit.append_event(engagement.audit_path, "engagement_created", client=client, data_files=hashes)
+    audit_log.append_event(engagement.audit_path, "engagement_created", client=client, data_files=hashes)
     return engagement
+
+
+def _copy_hashed(source: Path, target: Path, rel: str) -> dict[str, str]:
+    """Copy one delivered file, or a dataset folder (Hugging Face ``save_to_disk``, Parquet/Arrow shards) file by
+    file; ``{relpath: sha256}`` of every copied file, each checked against its source."""
+    pairs = [(source, target, rel)] if source.is_file() else [
+        (f, target / f.relative_to(source), f"{rel}/{f.relative_to(source).as_posix()}")
+        for f in sorted(source.rglob("*")) if f.is_file()]
+    hashes = {}
+    for src, dst, key in pairs:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        hashes[key] = sha256_file(dst)
+        if hashes[key] != sha256_file(src):
+            raise DataError(f"{src} changed while it was being copied; copy it again when it is stable.")
+    return hashes
 
 
 def _check_data_file(path: Path) -> Path:
     if not path.exists():
         raise DataError(f"Data file {path} does not exist. Check the path (relative to {Path.cwd()}).")
-    if not path.is_file():
-        raise DataError(f"{path} is not a file; pass each data file with its own --data.")
+    if path.is_dir():
+        if not any(f.is_file() for f in path.rglob("*")):
+            raise DataError(f"{path} is an empty folder; pass a data file, or a dataset folder (save_to_disk, "
+                            f"Parquet/Arrow shards) with its files in it.")
+    elif not path.is_file():
+        raise DataError(f"{path} is not a file; pass each data file (or dataset folder) with its own --data.")
     return path.resolve()
 
 

@@ -84,10 +84,14 @@ class PhaseRun:
         paths = []
         for rel in (self.config.data.test_files if test else self.config.data.files):
             path = (self.engagement.path / rel).resolve()
-            if not path.is_file():
+            if path.is_dir():  # a dataset folder (save_to_disk, Parquet/Arrow shards): every file in it is an input
+                for member in sorted(f for f in path.rglob("*") if f.is_file()):
+                    self.record_input(member)
+            elif path.is_file():
+                self.record_input(path)
+            else:
                 raise DataError(f"engagement.yaml lists data file '{rel}' but {path} does not exist; fix data."
                                 f"{'test_files' if test else 'files'} or copy the file into data/.")
-            self.record_input(path)
             paths.append(path)
         return paths
 

@@ -1,6 +1,6 @@
 """Provenance tables of the engagement report: the audit chain, each latest run's manifest, the environment.
 
-The audit chain is checked line by line with ftkit.audit's own hashing (the same rules ``ftkit verify`` uses),
+The audit chain is checked line by line with ftkit.audit_log's own hashing (the same rules ``ftkit verify`` uses),
 and each ``run_finished`` line's manifest is re-hashed: manifests are small, so this is cheap enough to do on
 every report build. Re-hashing every recorded output (model weights: gigabytes) is left to ``ftkit verify``;
 the manifest tables only say whether each file is still there.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ftkit.audit import GENESIS, check_chain, entry_hash
+from ftkit.audit_log import GENESIS, check_chain, entry_hash
 from ftkit.errors import FtkitError
 from ftkit.fsutil import sha256_file
 from ftkit.manifest import MANIFEST_FILE

@@ -183,7 +183,7 @@ def export_pdf(engagement: Engagement, context: dict | None = None) -> Path:
 
 
 def _report_context(engagement: Engagement) -> dict:
-    from ftkit.audit import read_entries
+    from ftkit.audit_log import read_entries
     from ftkit.config import load_config
     from ftkit.doc_index import documentation_index
     from ftkit.phases import ordered

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.config import load_config
 from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError, PhaseFailed
@@ -156,7 +156,7 @@ def recover_abandoned_runs(engagement: Engagement) -> list[str]:
     succeeded). Called under the engagement lock, so no live process owns them. Their folders stay as evidence;
     ``latest`` never pointed at them (it moves only after the audit entry).
     """
-    recorded = {(e.get("phase"), e.get("run_id")) for e in audit.read_entries(engagement.audit_path)
+    recorded = {(e.get("phase"), e.get("run_id")) for e in audit_log.read_entries(engagement.audit_path)
                 if e.get("event") in ("run_finished", "run_abandoned")}
     abandoned = []
     for phase in ordered():
@@ -170,7 +170,7 @@ def recover_abandoned_runs(engagement: Engagement) -> list[str]:
                          if (run_dir / MANIFEST_FILE).exists() else "before it finished")
                 _write_status(run_dir, "abandoned", status.get("started_utc", ""), _now(),
                               f"the process running this phase stopped {stage} (killed or crashed)")
-            audit.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id,
+            audit_log.append_event(engagement.audit_path, "run_abandoned", phase=phase.name, run_id=run_id,
                                previous_status=status.get("status") or "none")
             abandoned.append(f"{phase.name}/{run_id}")
     return abandoned
@@ -274,7 +274,7 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
         inputs=results.get("inputs", {}), run_dir=run_dir, notebook_source=notebook, kernel_name=KERNEL_NAME,
         provenance=results.get("provenance", {}), error=error)
     atomic_write_json(run_dir / MANIFEST_FILE, manifest)
-    audit.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status=status,
+    audit_log.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status=status,
                        manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error=error[:500])
     t_manifest = time.perf_counter() - t2
     return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftkit.audit import check_chain, read_entries
+from ftkit.audit_log import check_chain, read_entries
 from ftkit.engagement import Engagement
 from ftkit.fsutil import read_json, sha256_file
 from ftkit.manifest import MANIFEST_FILE

@@ -16,7 +16,7 @@ import pytest
 
 from engagement_helpers import fork_notebook, sample_records
 from hardening_helpers import PAGE, assert_one_paragraph, fill, read_only, tiny_disk, tree
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.cli import main
 from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError
@@ -127,7 +127,7 @@ def test_disk_full_while_writing_the_manifest_is_reported_and_recovered(recorded
 def test_a_full_disk_never_leaves_half_an_audit_line(tmp_path, monkeypatch):
     path = tmp_path / "audit.jsonl"
     for i in range(2):
-        audit.append_event(path, "run_finished", phase="suitability", run_id=f"r{i}", status="succeeded")
+        audit_log.append_event(path, "run_finished", phase="suitability", run_id=f"r{i}", status="succeeded")
     before = path.read_bytes()
     real_write = os.write
 
@@ -137,11 +137,11 @@ def test_a_full_disk_never_leaves_half_an_audit_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(FtkitError, match="audit log .*No space left on device"):
-        audit.append_event(path, "run_finished", phase="suitability", run_id="r2", status="succeeded")
+        audit_log.append_event(path, "run_finished", phase="suitability", run_id="r2", status="succeeded")
     monkeypatch.setattr(os, "write", real_write)
     assert path.read_bytes() == before  # cut back to the last whole entry
-    audit.append_event(path, "run_finished", phase="suitability", run_id="r2", status="succeeded")
-    assert audit.check_chain(audit.read_entries(path)) == []
+    audit_log.append_event(path, "run_finished", phase="suitability", run_id="r2", status="succeeded")
+    assert audit_log.check_chain(audit_log.read_entries(path)) == []
 
 
 def _raise_enospc(*_args, **_kwargs):

@@ -105,7 +105,7 @@ def png_bytes(width: int = 2, height: int = 2) -> bytes:
 
 def record_run(engagement, phase_name: str, results: dict, packages: dict | None = None) -> Path:
     """Record a succeeded run the way the runner does: files, status, manifest, audit line, then `latest`."""
-    from ftkit import audit
+    from ftkit import audit_log
     from ftkit.fsutil import atomic_write_json, sha256_file
     from ftkit.manifest import MANIFEST_FILE, build_manifest
     from ftkit.phases import get_phase
@@ -132,7 +132,7 @@ def record_run(engagement, phase_name: str, results: dict, packages: dict | None
                               provenance={"seeds": {"bootstrap": 0}})
     manifest["packages"].update(packages or {})
     atomic_write_json(run_dir / MANIFEST_FILE, manifest)
-    audit.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status="succeeded",
+    audit_log.append_event(engagement.audit_path, "run_finished", phase=phase.name, run_id=run_id, status="succeeded",
                        manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error="")
     engagement.set_latest(phase, run_id)
     return run_dir

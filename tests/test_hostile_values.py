@@ -474,7 +474,7 @@ def test_issues_csv_neutralises_formula_cells_and_the_json_keeps_the_text(tmp_pa
     sys.path.insert(0, str(Path(__file__).parent / "data"))
     from data_helpers import chat, distinct_tickets
 
-    from ftkit.data.audit import AuditOptions, audit_files
+    from ftkit.data.audit_files import AuditOptions, audit_files
     from ftkit.data.check_command import check_report
     from ftkit.data.record_checks import TaskContext
 
@@ -695,7 +695,7 @@ def test_the_html_forms_downloaded_ratings_are_neutralised_and_read_back(tmp_pat
 def test_data_check_prints_terminal_escapes_escaped(tmp_path):
     """`ftkit data check` prints excerpts of client text to a terminal: ESC sequences (retitle the window,
     clear the screen) must arrive as visible escapes, while --json keeps the exact text."""
-    from ftkit.data.audit import AuditOptions, audit_files
+    from ftkit.data.audit_files import AuditOptions, audit_files
     from ftkit.data.check_command import check_report, format_summary
 
     answer = "\x1b]0;owned\x07\x1b[2J=cmd"

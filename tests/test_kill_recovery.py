@@ -27,7 +27,7 @@ from ftkit.verify import verify_engagement
 
 _HOOK = r"""
 import os, signal, sys
-import ftkit.audit
+import ftkit.audit_log
 
 point, argv = sys.argv[1], sys.argv[2:]
 
@@ -42,12 +42,12 @@ if point in ("report", "manifest"):  # die inside fsutil's atomic write: temp fi
         return real_replace(src, dst, *args, **kwargs)
     os.replace = replace
 elif point == "audit":  # manifest written, run not yet in the audit log, `latest` not yet moved
-    real_append = ftkit.audit.append_event
+    real_append = ftkit.audit_log.append_event
     def append_event(path, event, **fields):
         if event == "run_finished":
             die()
         return real_append(path, event, **fields)
-    ftkit.audit.append_event = append_event
+    ftkit.audit_log.append_event = append_event
 
 from ftkit.cli import main
 sys.exit(main(argv))

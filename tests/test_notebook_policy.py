@@ -96,3 +96,11 @@ def test_notebook_ends_without_a_stray_repr(path):
         func = last.value.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         assert name in ("finish", "close", "record"), f"{path.name} ends with {name}(...), which may print a repr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_imports_keep_their_names(path):
+    """No import aliases in notebooks (issue 14 item 4): a module read in a cell has the name it has in ftkit."""
+    aliased = [f"{a.name} as {a.asname}" for src in code_cells(path) for node in ast.walk(ast.parse(src))
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names if a.asname]
+    assert aliased == [], f"{path.name} imports under other names: {aliased}"

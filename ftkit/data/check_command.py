@@ -1,17 +1,24 @@
-"""``ftkit data check FILE [--format ...] [--json OUT]``: the audit's checks on one file, outside an engagement.
+"""``ftkit data check FILE [--format ...] [--base-model ID_OR_PATH] [--max-seq-length N] [--json OUT]``: the
+audit's checks on one file, outside an engagement.
 
-No tokenizer (so no torch/transformers import: the command starts in well under a second); everything else
-runs: format detection, structure and content checks, duplicates, PII. Exit 0 when there are no errors
-(warnings allowed), 1 when there are errors or the file cannot be read.
+Without ``--base-model`` there is no tokenizer (so no torch/transformers import: the command starts in well under
+a second); everything else runs: format detection, structure and content checks (chat-format control markers,
+structural label coverage), duplicates, PII, and a length warning estimated from characters per token (said to
+be an estimate). With ``--base-model`` (resolved as ``base_model.id`` is: hub id, folder, ``.gguf``, short name)
+the token, over-length and label-coverage checks run exactly as in the engagement audit, and the content check
+looks for that tokenizer's own special tokens. Exit 0 when there are no errors (warnings allowed), 1 when there
+are errors or the file cannot be read.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ftkit.data.audit import AuditOptions, AuditResult, audit_files
+from ftkit.data.audit_files import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
+from ftkit.data.record_checks import TaskContext, control_markers
 
+DEFAULT_MAX_SEQ_LENGTH = 1024  # data.max_seq_length's default in engagement.yaml (a test keeps them equal)
 SHOW_ISSUES = 12  # example rows printed; the JSON and issues.csv have all of them
 
 
@@ -22,6 +29,8 @@ def check_report(result: AuditResult) -> dict:
         "file": summary.path,
         "format": summary.format or None,
         "container": summary.container or None,
+        "dialect": summary.dialect or None,
+        "tokens": result.tokenizer_note or "counted with the base model's tokenizer",
         "readable": summary.readable,
         "n_records": result.n_records,
         "n_valid": result.n_valid,
@@ -51,8 +60,11 @@ def format_summary(result: AuditResult) -> str:
             lines.append(f"  fix: {CHECKS[problem.code].fix}")
         return "\n".join(lines)
     share = 100.0 * result.n_valid / result.n_records if result.n_records else 0.0
-    lines.append(f"  format: {summary.format} ({summary.container}); {result.n_records:,} records, "
+    container = summary.container + (f", {summary.dialect}" if summary.dialect else "")
+    lines.append(f"  format: {summary.format} ({container}); {result.n_records:,} records, "
                  f"{result.n_valid:,} valid ({share:.1f} %)")
+    if result.tokenizer_note:
+        lines.append(f"  tokens: {result.tokenizer_note}")
     lines.append(f"  errors: {result.count('error'):,}  warnings: {result.count('warning'):,}  info: {result.count('info'):,}")
     if result.issues:
         lines.append("  by check:")
@@ -78,11 +90,36 @@ def format_summary(result: AuditResult) -> str:
     return "\n".join(lines)
 
 
-def run_data_check(path: str, fmt: str = "auto", json_out: str | None = None) -> int:
-    """Check one data file; print a summary; write the JSON report to ``json_out`` if given. Returns the exit code."""
+def _check_tokenizer(base_model: str):
+    """The base model's tokenizer for --base-model (same resolution and loader as engagements)."""
+    from ftkit.errors import DataError
+    from ftkit.models.loading import load_tokenizer
+
+    tok = load_tokenizer(base_model)
+    if not getattr(tok, "is_fast", False) or not tok.chat_template:
+        raise DataError(f"--base-model {base_model}: its tokenizer is not a fast tokenizer with a chat template, so "
+                        f"the token and label-coverage checks cannot run; pick an instruct model or give a folder "
+                        f"with tokenizer.json and a chat template.")
+    return tok
+
+
+def run_data_check(path: str, fmt: str = "auto", json_out: str | None = None, base_model: str | None = None,
+                   max_seq_length: int | None = None, sheet: str = "") -> int:
+    """Check one data file; print a summary; write the JSON report to ``json_out`` if given. Returns the exit code.
+
+    ``base_model``: tokenizer for the exact token/label checks (FtkitError with the reason when it cannot be
+    loaded); ``max_seq_length``: the limit for the over-length checks (default: data.max_seq_length's default).
+    """
     from ftkit.fsutil import atomic_write_json
 
-    result = audit_files([Path(path)], AuditOptions(fmt=fmt))
+    limit = max_seq_length or DEFAULT_MAX_SEQ_LENGTH
+    tok = _check_tokenizer(base_model) if base_model else None
+    options = AuditOptions(fmt=fmt, tokenizer=tok, max_seq_length=limit, sheet=sheet or "",
+                           task=TaskContext(control_tokens=control_markers(tok)))
+    result = audit_files([Path(path)], options)
+    result.tokenizer_note = "" if tok is not None else \
+        (f"no tokenizer (--base-model not given): lengths are estimated at 4 characters per token against "
+         f"max_seq_length {limit:,}; token counts and label coverage need --base-model")
     try:
         print(format_summary(result))
         if json_out:

@@ -65,6 +65,10 @@ _register("file.invalid_csv", "error", "CSV cannot be parsed", "Quote fields tha
 _register("file.no_records", "error", "no usable records", "The file contains no records that could be read; see the other issues.")
 _register("file.mostly_invalid", "error", "most lines are not JSON", "Is it pretty-printed JSON? Write one JSON object per line (JSONL) or a JSON array.")
 _register("file.trailing_data", "warning", "data after the end of the JSON array", "Remove what follows the closing ']'.")
+_register("file.compressed", "error", "compressed file cannot be decompressed", "The gzip/zstd data is damaged or truncated: compress the export again.")
+_register("file.dataset_dict", "error", "a dataset with several splits", "Give one split's folder (e.g. .../train); put the test split in data.test_files.")
+_register("file.columnar", "error", "Parquet/Arrow file cannot be read", "Export it again (pandas to_parquet, datasets save_to_disk) or as JSONL.")
+_register("file.excel", "error", "Excel workbook needs a sheet", "Set data.sheet and data.columns.prompt/completion in engagement.yaml (ftkit data check: --sheet), or save the sheet as CSV UTF-8.")
 _register("file.csv_columns", "error", "CSV columns not found", "Set data.columns.prompt/completion in engagement.yaml to the header names.")
 # -- records: structure --------------------------------------------------------------------------------
 _register("json.invalid", "error", "invalid JSON", "Fix the line so it is one complete JSON object (check quotes, commas, brackets).")
@@ -96,13 +100,15 @@ _register("content.html", "warning", "HTML remnants", "Strip HTML tags and entit
 _register("content.whitespace", "info", "leading/trailing whitespace", "Strip whitespace at the start and end of texts.")
 _register("content.mojibake", "warning", "replacement characters (mojibake)", "The text went through a wrong encoding somewhere; re-export from the source.")
 _register("content.control_chars", "warning", "control characters", "Remove control characters (other than newline and tab).")
-_register("content.control_token", "warning", "chat-template control token in text", "Remove tokens like <|im_end|> from the text; they would be read as turn boundaries.")
+_register("content.control_token", "warning", "chat-template control token in text", "Remove markers like <|im_end|> or [INST] from the text (or rewrite them so they are no marker); ftkit's training tokenises content as plain text, but other tools read them as turn boundaries.")
 # -- task ----------------------------------------------------------------------------------------------
 _register("answer.invalid_json", "error", "answer is not a JSON object", "structured_output: the assistant's answer must be one JSON object.")
 _register("answer.missing_field", "warning", "label field missing from answer", "Add task.label_field to every answer, or fix task.label_field in engagement.yaml.")
 _register("answer.schema", "error", "answer violates the JSON schema", "Fix the answer or task.json_schema so they agree.")
 _register("label.unknown", "error", "label not in task.labels", "Fix the label, or add it to task.labels in engagement.yaml.")
 _register("label.missing", "warning", "no label", "Give every classification example a label (the answer).")
+_register("labels.nothing_trained", "error", "no assistant answer is trained on", "Give at least one assistant message weight 1 (or drop the weight key) and non-empty content; otherwise drop the example.")
+_register("tokens.estimated_too_long", "warning", "probably longer than max_seq_length (estimated, no tokenizer)", "Check with the base model's tokenizer (ftkit data check --base-model ID); shorten or drop the example, or raise data.max_seq_length.")
 # -- tokens (need the base model's tokenizer) ------------------------------------------------------------
 _register("tokens.too_long", "warning", "longer than max_seq_length", "Raise data.max_seq_length, or shorten/drop the example; it would be truncated.")
 _register("template.render_failed", "error", "chat template rejects the conversation", "Fix the conversation (e.g. role order) so the base model's chat template can render it.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from functools import lru_cache
 
 import numpy as np
@@ -27,13 +28,28 @@ _P = _U64(0x100000001B3)  # FNV prime: odd, so it is invertible mod 2^64
 _WS = re.compile(r"\s+")
 
 
+# Characters that render as nothing (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi marks and
+# isolates, Mongolian vowel separator, invisible math operators, variation selectors): removed from the
+# comparison keys, so "re\u200bfund" and "refund" are the same text.
+_INVISIBLE = dict.fromkeys([0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0,
+                            *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070),
+                            *range(0xFE00, 0xFE10)])
+
+
 def normalise_text(text: str) -> str:
-    """Lower-case, collapse whitespace, strip: what 'the same text' means for exact duplicates.
+    """The comparison form of a text for exact duplicates, near-duplicate shingles and leakage: Unicode NFKC
+    (full-width letters, ligatures, non-breaking spaces become their plain forms), case-folded, invisible and
+    zero-width characters removed, whitespace collapsed. Only the keys use it; the stored and trained text stays
+    as delivered. ASCII text (most of it) takes a fast path: NFKC and the invisible set leave it unchanged.
 
     >>> normalise_text("  Hello\\r\\n  World ")
     'hello world'
+    >>> normalise_text("ＲＥ\u200bFUND  for  STRASSE") == normalise_text("refund for straße")
+    True
     """
-    return " ".join(text.lower().split())
+    if text.isascii():
+        return " ".join(text.lower().split())
+    return " ".join(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold().split())
 
 
 def text_key(text: str) -> bytes:
@@ -126,13 +142,13 @@ _WORD_BYTE[0x80:] = True
 def shingle_hashes(texts: list[str], max_chars: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of the word 3-grams of every text, and the text index of each: shapes (n_shingles,).
 
-    Words are runs of letters/digits of the lower-cased text; a word's hash is a polynomial over its bytes
+    Words are runs of letters/digits of the normalised text (:func:`normalise_text`); a word's hash is a polynomial over its bytes
     computed for all words at once from prefix sums (``sum b_j P^j``, mod 2^64). Texts with fewer than 3 words
     contribute their words as 1-grams. Only the first ``max_chars`` characters count (bounds the work).
     """
     # NUL separates the texts, so a NUL inside one (an escaped "\u0000" in the client's JSON) becomes a space:
     # otherwise it would start a phantom text and shift every later text's index.
-    data = "\x00".join(t[:max_chars].lower().replace("\x00", " ") for t in texts).encode("utf-8")
+    data = "\x00".join(normalise_text(t[:max_chars]).replace("\x00", " ") for t in texts).encode("utf-8")
     b = np.frombuffer(data, dtype=np.uint8)
     text_id = np.cumsum(b == 0, dtype=np.int64)  # separator count before each byte = index of its text
     is_word = _WORD_BYTE[b]

@@ -11,12 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.data.audit import AuditOptions, AuditResult, audit_files
+from ftkit.data.audit_files import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
-from ftkit.data.record_checks import TaskContext
+from ftkit.data.record_checks import TaskContext, control_markers
 from ftkit.data.stats import suggest_max_seq_length
 from ftkit.phase_results import PhaseResults, described
 
+MIN_TEST_FOR_CI = 100  # test examples: below this a 95 % interval on accuracy is wider than +-10 points
+# Findings about ftkit's own inputs, not the client's data: shown in their section, never in the data verdict
+NOT_ABOUT_THE_DATA = frozenset({"data.prices_stale"})
 MAX_ERROR_SHARE = 0.2  # more records with errors than this blocks: the file needs fixing, not filtering
 LABEL_ERROR_BLOCK_SHARE = 0.5  # share of examples (0-1) with empty/stopless labels at which the audit blocks
 IMBALANCE_WARN = 10  # largest label count / smallest label count (ratio) from which imbalance is a warning
@@ -62,9 +65,10 @@ def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> Audit
     d, task = config.data, config.task
     tokenizer, why = (load_base_tokenizer(config) if use_tokenizer
                       else (None, "turned off (use_tokenizer=False)"))
-    control = tuple(tokenizer.all_special_tokens) if tokenizer is not None else ()
+    control = control_markers(tokenizer)  # its special tokens, or the common chat-format markers without one
     options = AuditOptions(
         fmt=d.format, columns={"prompt": d.columns.prompt, "completion": d.columns.completion, "system": d.columns.system},
+        sheet=getattr(d, "sheet", ""),
         system_prompt=task.system_prompt,
         task=TaskContext(task.type, task.label_field, tuple(task.labels), dict(task.json_schema), control),
         tokenizer=tokenizer, max_seq_length=d.max_seq_length, near_duplicate_threshold=d.near_duplicate_threshold,
@@ -191,6 +195,11 @@ def duplicates_figure(result: AuditResult):
     d = result.stats["duplicates"]
     names = ["exact copies", "near-dup records", "conflict groups", "leaked (train∩test)"]
     values = [d["exact_extra_copies"], d["near_records"], d["conflict_groups"], len(result.leaked)]
+    if not any(values):  # an empty bar chart gets a meaningless -0.04..0.04 axis: say it instead
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Duplicates and leakage: none", ha="center", va="center", fontsize=12)
+        fig.tight_layout()
+        return fig
     ax.barh(names, values, color=["#c0392b", "#e67e22", "#8e44ad", "#2c3e50"])
     ax.set_xlabel("records / groups")
     ax.set_title("Duplicates and leakage")
@@ -263,7 +272,8 @@ def token_findings(result: AuditResult, max_seq_length: int) -> list[tuple]:
     else:
         out.append(("info", "data.lengths", f"Every example fits max_seq_length {max_seq_length:,}; the longest has "
                     f"{max(counts):,} tokens, 99 % have at most {suggested:,}.", ""))
-    label_errors = sum(1 for i in result.issues if i.code in ("labels.empty", "labels.no_end_of_turn"))
+    label_errors = sum(1 for i in result.issues
+                       if i.code in ("labels.empty", "labels.no_end_of_turn", "labels.nothing_trained"))
     out.append(("blocking" if label_errors and label_errors >= LABEL_ERROR_BLOCK_SHARE * (len(metas) + label_errors) else
                 ("warning" if label_errors else "info"), "data.label_coverage",
                 f"Label coverage: {len(metas):,} examples train on their answers including the end-of-turn token; "
@@ -316,9 +326,13 @@ def consistency_findings(result: AuditResult, config) -> list[tuple]:
     if labels.get("n_labels"):
         ratio = labels["imbalance_ratio"]
         sev = "warning" if ratio >= IMBALANCE_WARN else "info"
-        out.append((sev, "data.imbalance", f"{labels['n_labels']} labels; the largest ('{labels['largest']}', "
-                    f"{labels['counts'][labels['largest']]}) is {ratio}x the smallest ('{labels['smallest']}', "
-                    f"{labels['counts'][labels['smallest']]}).",
+        counts = labels["counts"]
+        if ratio == 1:
+            text = f"{labels['n_labels']} labels, balanced: {counts[labels['largest']]:,} examples each."
+        else:
+            text = (f"{labels['n_labels']} labels; the largest ('{labels['largest']}', {counts[labels['largest']]:,}) is "
+                    f"{ratio}x the smallest ('{labels['smallest']}', {counts[labels['smallest']]:,}).")
+        out.append((sev, "data.imbalance", text,
                     "Collect more examples of the rare labels, or report per-class metrics." if sev == "warning" else ""))
     elif config.task.type == "classification" or config.task.label_field:
         out.append(("warning", "data.no_labels", "No labels could be derived, so splits are not stratified.",
@@ -334,6 +348,7 @@ def consistency_findings(result: AuditResult, config) -> list[tuple]:
         main = next(iter(scripts))
         out.append(("info", "data.scripts", f"Scripts: " + ", ".join(f"{k} {v}" for k, v in scripts.items()) +
                     f"; {main} dominates.", ""))
+    out += settings_findings(config)
     answers = s["answer_chars"]
     out.append(("info", "data.answer_lengths", f"Answers have a median of {answers['p50']:.0f} characters "
                 f"(90 % at most {answers['p90']:.0f}, longest {answers['max']:,}).", ""))
@@ -372,8 +387,27 @@ def splits_table(result: AuditResult) -> list[dict]:
 def splits_findings(result: AuditResult) -> list[tuple]:
     c = result.split_counts()
     train, val, test = c.get("train", 0), c.get("validation", 0), c.get("test", 0)
-    return [("info", "data.splits", f"Splits: {train:,} train, {val:,} validation, {test:,} test (seeded, stratified by "
-             f"label where there is one, near-duplicate groups kept together).", "")]
+    out = [("info", "data.splits", f"Splits: {train:,} train, {val:,} validation, {test:,} test (seeded, stratified by "
+            f"label where there is one, near-duplicate groups kept together).", "")]
+    if 0 < test < MIN_TEST_FOR_CI:
+        half = 98 / (2 * test ** 0.5)  # 95 % Wald half-width at 50 % accuracy, in points: 1.96 * sqrt(.25 / n)
+        out.append(("warning", "data.small_test", f"The test split has {test:,} examples: a 95 % confidence interval on "
+                    f"accuracy is about +-{half:.0f} points, too wide to tell a fine-tune from the baseline.",
+                    f"Raise data.split.test or ask the client for at least {MIN_TEST_FOR_CI} test examples."))
+    return out
+
+
+def settings_findings(config) -> list[tuple]:
+    """Empty settings a reader would notice: no objective, no system prompt."""
+    out = []
+    if not (config.objective or "").strip():
+        out.append(("warning", "data.no_objective", "engagement.yaml has no objective, so the data card and the "
+                    "report cannot say what the data is for.", "Write one sentence in objective: what the model must do."))
+    if not (config.task.system_prompt or "").strip():
+        out.append(("info", "data.no_system_prompt", "task.system_prompt is empty: baseline, training and serving "
+                    "use no system prompt (records' own system messages still apply).",
+                    "Set task.system_prompt if the model should be told its task."))
+    return out
 
 
 def cost_estimate(result: AuditResult, config) -> dict:
@@ -431,7 +465,7 @@ def verdict(result: AuditResult, config, findings) -> dict:
                        f"{config.data.min_examples:,}")
     if not c.get("test"):
         reasons.append("the test split is empty, so nothing can be evaluated")
-    warned = any(f.severity == "warning" for f in findings)
+    warned = any(f.severity == "warning" and f.code not in NOT_ABOUT_THE_DATA for f in findings)
     name = "blocked" if reasons else ("ready_with_warnings" if warned else "ready")
     return {"verdict": name, "blocking_reasons": reasons}
 

@@ -44,6 +44,7 @@ class Detector:
     placeholder: str
     margin: int | None = None  # run only around digit runs, this many characters either side (None: whole text);
     # a detector with a margin needs no prefilter of its own (_always): no digit run, no search
+    reports_as: str = ""  # the hit's kind when it is not ``kind`` (two detectors for one check)
 
 
 # Numbers worth a closer look: a digit, 6+ digits/separators, a digit. Scanning for these once (~10 ns/char)
@@ -53,7 +54,9 @@ _DIGIT_RUN = re.compile(r"[0-9][0-9 ().+-]{6,}[0-9]")
 # with a character class that every hex letter of English text matched: ~9x slower).
 _IPV4_HINT = re.compile(r"\.[0-9]{1,3}\.")
 _IPV6_HINT = re.compile(r":[0-9a-fA-F]{1,4}:")
-_KEY_HINTS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_", "PRIVATE KEY", "eyJ")
+_KEY_HINTS = ("sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "hf_",
+              "PRIVATE KEY", "eyJ", "Bearer", "bearer", "BEARER", "aws_secret", "AWS_SECRET", "AccountKey", "ya29.",
+              "sk_live_", "sk_test_", "rk_live_", "glpat-")
 _SECRET_HINTS = ("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey", "access_token", "access-token")
 
 
@@ -92,11 +95,82 @@ def iban_valid(text: str) -> bool:
         return False
 
 
+PHONE_REGIONS = ("GB", "DE", "FR", "NL", "BE", "IT", "ES", "AT", "CH", "IE", "SE", "DK", "NO", "FI", "PL", "PT", "AU")
+# national numbers (trunk prefix 0) are tried in these regions, in order; '+' numbers carry their own
+
+
 def _phone_valid(text: str) -> bool:
-    """E.164 length (8-15 digits with '+', 10-11 without). The pattern already demands a phone layout:
-    '+' and a country code, North American (555) 123-4567, or a national number with trunk prefix 0."""
+    """A real, assignable number per Google's libphonenumber metadata (``phonenumbers``): '+' numbers by their
+    country code, North American layouts as US/CA, trunk-prefix-0 numbers in any of PHONE_REGIONS. The regex in
+    front only proposes phone-shaped candidates; order numbers and dates fail here.
+
+    >>> _phone_valid("+44 20 7946 0958"), _phone_valid("+1 555 123 4567"), _phone_valid("030 1234 5678")
+    (True, False, True)
+    """
+    import phonenumbers  # ~40 ms on first use, only when a candidate exists
+
     digits = sum(c.isdigit() for c in text)
-    return 8 <= digits <= 15 if text.startswith("+") else 10 <= digits <= 11
+    if not 7 <= digits <= 15:
+        return False
+    regions = (None,) if text.startswith("+") else (("US",) if not text.startswith("0") else PHONE_REGIONS)
+    for region in regions:
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(text, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            return False
+    return False
+
+
+def _stdnum_valid(value: str, modules: tuple[str, ...]) -> bool:
+    import importlib
+
+    for name in modules:
+        if importlib.import_module(f"stdnum.{name}").is_valid(value):
+            return True
+    return False
+
+
+# National ID layouts and the python-stdnum validators (checksums, date parts, reserved ranges) that decide.
+# Bare 9- and 11-digit numbers are accepted only after a naming keyword: by checksum alone one order number in
+# ten to eleven would pass. No stdnum module knows the UK NI number; its regex is HMRC's prefix rule itself.
+_ID_KEYWORD = (r"(?i:\b(?:bsn|burgerservicenummer|pesel|steuer-?id|steueridentifikationsnummer|idnr|"
+               r"identifikationsnummer|rijksregisternummer|national(?:e|en)? (?:id|number|register(?:nummer)?)|"
+               r"numéro national|f[øo]dselsnummer|nif|contribuinte|personal id|id number|id no)\b[^\d\n]{0,20})")
+_NATIONAL_ID_SHAPES = (  # (shape regex, stdnum modules)
+    (re.compile(r"\d{3}-\d{2}-\d{4}"), ("us.ssn",)),
+    (re.compile(r"\d{6}[-+]\d{4}|\d{8}-\d{4}"), ("se.personnummer", "dk.cpr")),
+    (re.compile(r"\d{6}[-+A]\d{3}[0-9A-Y]"), ("fi.hetu",)),
+    (re.compile(r"\d{8}-?[A-Z]"), ("es.dni",)),
+    (re.compile(r"[XYZ]-?\d{7}-?[A-Z]"), ("es.nie",)),
+    (re.compile(r"[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"), ("it.codicefiscale",)),
+    (re.compile(r"[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}"), ("fr.nir",)),
+)
+_UK_NINO = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]")
+_BARE_ID_MODULES = {9: ("nl.bsn", "pt.nif"), 11: ("de.idnr", "pl.pesel", "be.nn", "no.fodselsnummer")}
+_KEYWORD_PREFIX = re.compile(_ID_KEYWORD)
+_ALNUM_ID_HINT = re.compile(r"[XYZ]-?[0-9]{7}|[A-Z]{6}[0-9]{2}[A-Z]")
+
+
+def _national_id_valid(value: str) -> bool:
+    """Valid per the shape's python-stdnum validator (US SSN, SE/DK/FI/ES/IT/FR IDs), the UK NI prefix rule, or,
+    after a keyword, a 9/11-digit number valid as a NL/PT or DE/PL/BE/NO ID.
+
+    >>> _national_id_valid("536-90-4399"), _national_id_valid("078-05-1120"), _national_id_valid("12345678Z")
+    (True, False, True)
+    >>> _national_id_valid("BSN: 111222333"), _national_id_valid("BSN: 111222334")
+    (True, False)
+    """
+    prefix = _KEYWORD_PREFIX.match(value)
+    if prefix:
+        number = "".join(c for c in value[prefix.end():] if c.isdigit())
+        return _stdnum_valid(number, _BARE_ID_MODULES.get(len(number), ())) or _national_id_valid(value[prefix.end():])
+    if _UK_NINO.fullmatch(value):
+        return True
+    for shape, modules in _NATIONAL_ID_SHAPES:
+        if shape.fullmatch(value):
+            return _stdnum_valid(value, modules)
+    return False
 
 
 def _always(_: str) -> bool:
@@ -137,7 +211,13 @@ def _mask_ip(value: str) -> str:
 
 
 def _mask_secret(value: str) -> str:
-    return f"{value[:3]}…({len(value)} chars)"
+    """No character of a secret survives, whatever its length: only what kind of secret it is and its length.
+
+    >>> _mask_secret("-----BEGIN RSA PRIVATE KEY-----\\nMIIE...\\n-----END RSA PRIVATE KEY-----")
+    '[private key, 69 chars]'
+    """
+    kind = "private key" if "PRIVATE KEY" in value else ("token" if value[:3] in ("eyJ", "Bea", "bea", "BEA") else "secret")
+    return f"[{kind}, {len(value):,} chars]"
 
 
 def _mask_national_id(value: str) -> str:
@@ -204,26 +284,46 @@ DETECTORS: dict[str, Detector] = {d.kind: d for d in (
     Detector("api_key", _has_key_hint,
              re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b"
                         r"|\bgithub_pat_[A-Za-z0-9_]{40,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b"
-                        r"|\bhf_[A-Za-z0-9]{30,}\b|-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"
-                        r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+                        r"|\bhf_[A-Za-z0-9]{30,}\b"
+                        # a private key block whole (PEM, OpenSSH, PGP), through its END line or, cut off, to the end
+                        r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+                        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+                        r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # JWT
+                        r"|\b(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9._~+/-]{20,}=*"  # OAuth bearer tokens
+                        r"|\bASIA[0-9A-Z]{16}\b"  # AWS temporary key id
+                        r"|\b(?:aws_secret_access_key|AWS_SECRET_ACCESS_KEY)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+=]{40}"
+                        r"|\bAccountKey=[A-Za-z0-9+/=]{40,}"  # Azure storage connection strings
+                        r"|\bya29\.[0-9A-Za-z_-]{20,}"  # Google OAuth access tokens
+                        r"|\b[sr]k_(?:live|test)_[0-9A-Za-z]{16,}|\bglpat-[0-9A-Za-z_-]{20,}"),  # Stripe, GitLab
              _always, _mask_secret, "[API_KEY]"),
     Detector("credential", _has_secret_hint,
              re.compile(r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"),
              _secret_value_valid, _mask_secret, "[SECRET]"),
     Detector("iban", _always, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, _mask_iban, "[IBAN]",
              margin=24),
-    Detector("card", _always, re.compile(r"(?<![\d/.,-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
+    Detector("card", _always, re.compile(r"(?<![\d/.,+-])\d(?:[ -]?\d){12,18}(?![\d-]|[.,/]\d)"), _card_valid,
              _mask_digits_keep_last(4), "[CARD]", margin=4),
     Detector("national_id", _always,
-             re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b(?!\s*=)"  # US SSN with dashes
+             re.compile(_ID_KEYWORD + r"(?:\d[\d .]{7,12}\d)(?![\d-])"  # keyword + bare 9/11 digits
+                        # not after '.', ':' or ',': "12:02:47.224880-0700" is a timestamp, "3.141592-6535" a number
+                        r"|(?<![.:,])\b\d{3}-\d{2}-\d{4}\b(?!\s*=)"  # US SSN with dashes
+                        r"|(?<![.:,])\b\d{6}[-+A]\d{3}[0-9A-Y]\b|(?<![.:,])\b(?:\d{2})?\d{6}[-+]\d{4}\b"  # FI, SE, DK
+                        r"|(?<![.:,])\b\d{8}-?[A-Z]\b"  # ES DNI
+                        r"|(?<![.:,])\b[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b"  # FR NIR
                         r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),  # UK NI number
-             _always, _mask_national_id, "[NATIONAL_ID]", margin=6),
+             _national_id_valid, _mask_national_id, "[NATIONAL_ID]", margin=48),
+    Detector("national_id_alnum", lambda t: _ALNUM_ID_HINT.search(t) is not None,  # IDs with letters and short
+             # digit runs, which no digit-run window finds: ES NIE, IT codice fiscale
+             re.compile(r"\b[XYZ]-?\d{7}-?[A-Z]\b|\b[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]\b"),
+             _national_id_valid, _mask_national_id, "[NATIONAL_ID]", reports_as="national_id"),
     Detector("ip", _has_ip_hint,
              re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|[\w-])"
                         r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
              _ip_valid, _mask_ip, "[IP]"),
     Detector("phone", _always,
              re.compile(r"(?<![\w+=<>*/.-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,6}){1,4}"
+                        r"|\+\d{8,15}"  # E.164 without separators
+                        r"|0\d{2,4}[ /-]\d{5,8}"  # national, two groups (030 12345678, 0201/234567)
                         r"|(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}"  # North American
                         r"|0\d{2,4} \d{3,4} \d{3,4})(?![\w-]|\s*[=*/+<>-]\s*\d)"),  # national, trunk prefix 0
              _phone_valid, _mask_digits_keep_last(2), "[PHONE]", margin=8),
@@ -269,7 +369,7 @@ def _find_pii_cached(text: str, kinds: tuple[str, ...] | None) -> tuple[PiiHit, 
 # (those with a margin) are covered by the digit-run scan; a test checks every detector is covered.
 _BATCH_LITERALS = {"email": ("@",), "api_key": _KEY_HINTS}
 _BATCH_LOWER_LITERALS = {"credential": _SECRET_HINTS}
-_BATCH_PATTERNS = {"ip": (_IPV4_HINT, _IPV6_HINT)}
+_BATCH_PATTERNS = {"ip": (_IPV4_HINT, _IPV6_HINT), "national_id_alnum": (_ALNUM_ID_HINT,)}
 
 
 def find_pii_many(texts: list[str]) -> list[list[PiiHit]]:
@@ -343,7 +443,7 @@ def _find_pii(text: str, kinds: tuple[str, ...] | None = None) -> list[PiiHit]:
             if any(s < end and start < e for s, e in taken) or not det.validate(value):
                 continue
             taken.append((start, end))
-            hits.append(PiiHit(kind, start, end, det.mask(value)))
+            hits.append(PiiHit(det.reports_as or kind, start, end, det.mask(value)))
     hits.sort(key=lambda h: h.start)
     return hits
 
@@ -387,8 +487,11 @@ def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:
     """
     lo = max(0, start - width // 4)
     hi = lo + width
-    margin_lo = max(0, lo - 200)
-    region = text[margin_lo:hi + 200]
+    # A secret can be long (a 4096-bit key block is ~3,300 characters): when the text holds a secret hint, hits
+    # are searched in the whole text, so a window inside a key body still knows it is one.
+    margin = len(text) if _has_key_hint(text) or _has_secret_hint(text) else 200
+    margin_lo = max(0, lo - margin)
+    region = text[margin_lo:hi + margin]
     out, pos = [], lo - margin_lo
     end = hi - margin_lo
     for hit in find_pii(region):
@@ -398,5 +501,26 @@ def masked_excerpt(text: str, start: int = 0, width: int = 80) -> str:
         out.append(hit.masked)
         pos = hit.end
     out.append(region[pos:end] if pos < end else "")
-    flat = " ".join("".join(out).split())
+    flat = _LONG_RUN.sub(_mask_run, " ".join("".join(out).split()))
     return ("…" if lo else "") + flat + ("…" if len(text) > hi else "")
+
+
+# Last line of defence for excerpts and messages: a run of 32+ base64/hex-like characters (a key body line, a
+# token of a vendor no detector knows) is shown as its length only. Prose, ids and URLs rarely have such runs.
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
+
+
+def _mask_run(m: re.Match) -> str:
+    run = m.group()
+    if run.isalpha() and run.islower() or "[" in run:  # a long word (German compounds), not a key
+        return run
+    return f"[{len(run)} chars masked]"
+
+
+def safe_text(text: str) -> str:
+    """A message for issues.csv/JSON/reports built from client text: every PII hit masked, no secret run left.
+
+    >>> safe_text("label 'Bearer abcdefghijklmnopqrstuvwxyz123456' unknown")
+    "label '[token, 39 chars]' unknown"
+    """
+    return _LONG_RUN.sub(_mask_run, mask(text)) if text else text

@@ -1,15 +1,22 @@
 """Reading client files safely: sniff the container, then stream records with bounded memory.
 
 Containers: JSONL (one JSON value per line), a JSON array (streamed element by element, also when it is
-minified onto one line), and CSV/TSV (header row + rows). UTF-8 with or without BOM, LF or CRLF.
+minified onto one line), and CSV/TSV (header row + rows; the delimiter, comma, semicolon, tab or pipe, is
+detected from the header row by ``csv.Sniffer``), UTF-8 with or without BOM, LF or CRLF, each also gzip- or
+zstd-compressed (``.gz``/``.zst``, recognised by their magic bytes, decompressed as a stream); Parquet and Arrow
+files (pyarrow, read in record batches); Hugging Face ``save_to_disk`` folders (their Arrow shards, in
+``state.json`` order) and plain dataset folders of Parquet/Arrow/JSONL shards; Excel ``.xlsx`` with an explicit
+sheet (openpyxl in read-only mode). Columnar rows become ``{column: value}`` records, nested lists and structs
+as JSON lists and objects, so a ``messages`` column reads as chat.
 
 Memory is bounded by ``MAX_RECORD_BYTES`` per record whatever the file: lines are read with
 ``readline(limit)`` and an over-long line is skipped in 1 MiB pieces; JSON arrays are decoded element by
 element from a sliding buffer. Pathological files (0 bytes, binary, UTF-16, one JSON object instead of a
 list) raise :class:`FileProblem` with a code from the checks registry and a message that says what to do.
 
-A record's ``line`` is its 1-based physical line (JSONL, CSV: the row's first line) or its 1-based index in
-a JSON array.
+A record's ``line`` is its 1-based physical line (JSONL, CSV: the row's first line; compressed files: the
+line of the decompressed text), its 1-based index in a JSON array, its 1-based row in a Parquet/Arrow file or
+dataset folder (counted across shards), or its sheet row number in Excel (the header is row 1).
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import codecs
 import csv
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -28,16 +36,19 @@ SNIFF_BYTES = 64 * 1024
 WHOLE_OBJECT_LIMIT = 64 * 1024 * 1024  # a pretty-printed single JSON object up to this size is parsed to explain it
 _CHUNK = 1 << 20
 
-_MAGIC = {  # first bytes of common non-text exports, with what to do instead
-    b"\x1f\x8b": "a gzip archive: decompress it first",
-    b"PK\x03\x04": "a ZIP container (also .xlsx/.docx): export the sheet as CSV or the data as JSONL",
+_MAGIC = {  # first bytes of common non-text exports we do not read, with what to do instead
+    b"PK\x03\x04": "a ZIP container (.zip/.docx, or an .xlsx not named .xlsx): unzip it, or name an Excel "
+                    "workbook .xlsx and set data.sheet",
     b"%PDF": "a PDF document: extract the records into JSONL or CSV",
-    b"PAR1": "a Parquet file: convert it, e.g. pandas.read_parquet(...).to_json(lines=True, orient='records')",
     b"SQLite format 3\x00": "an SQLite database: export the table as CSV or JSONL",
-    b"\xd0\xcf\x11\xe0": "an old Office document (.xls/.doc): export as CSV",
-    b"BZh": "a bzip2 archive: decompress it first",
-    b"\x28\xb5\x2f\xfd": "a zstd archive: decompress it first",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls/.doc): open it and save the sheet as .xlsx or CSV (UTF-8)",
+    b"BZh": "a bzip2 archive: decompress it first (or recompress it with gzip or zstd)",
 }
+GZIP_MAGIC, ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+PARQUET_MAGIC, ARROW_FILE_MAGIC, ARROW_STREAM_MAGIC = b"PAR1", b"ARROW1", b"\xff\xff\xff\xff"
+COLUMNAR_BATCH = 1000  # rows per record batch read from Parquet/Arrow (bounded memory whatever the file)
+CSV_DELIMITERS = ",;\t|"
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 class FileProblem(DataError):
@@ -61,13 +72,95 @@ class RawItem(NamedTuple):
 
 @dataclass
 class Sniff:
-    container: str  # "jsonl" | "json_array" | "csv"
+    container: str  # "jsonl" | "json_array" | "csv" | "parquet" | "arrow" | "dataset_folder" | "xlsx"
     has_bom: bool
     delimiter: str = ","
+    compression: str = ""  # "" | "gzip" | "zstd"
+    shards: tuple = ()  # dataset folders: the shard files in reading order
+    sheet: str = ""  # xlsx
+
+    @property
+    def dialect(self) -> str:
+        """What the summary says about how the file was read ('semicolon-separated', 'gzip', ...)."""
+        parts = [f"{_DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))}-separated, double-quoted"] \
+            if self.container == "csv" else []
+        if self.compression:
+            parts.append(f"{self.compression}-compressed")
+        if self.shards:
+            parts.append(f"{len(self.shards)} shard{'s' if len(self.shards) != 1 else ''}")
+        if self.sheet:
+            parts.append(f"sheet {self.sheet!r}")
+        return ", ".join(parts)
 
 
-def sniff(path: Path, fmt: str = "auto") -> Sniff:
-    """Decide how to read ``path`` from its first 64 KiB; raise FileProblem for unreadable files."""
+def _open_binary(path: Path, compression: str = ""):
+    """A binary stream of the file's (decompressed) bytes; gzip via the standard library, zstd via zstandard."""
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        import io
+
+        zstd = _require("zstandard", "Reading .zst files")
+        raw = open(path, "rb")
+        return io.BufferedReader(zstd.ZstdDecompressor().stream_reader(raw, closefd=True), _CHUNK)
+    return open(path, "rb")
+
+
+def _require(module: str, purpose: str, package: str = ""):
+    import importlib
+
+    from ftkit.errors import MissingDependency
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(package or module, purpose) from None
+
+
+def _read_head(path: Path, compression: str) -> bytes:
+    try:
+        with _open_binary(path, compression) as handle:
+            return handle.read(SNIFF_BYTES)
+    except (OSError, EOFError, ValueError, zlib.error) as err:  # BadGzipFile is an OSError; zstd: ZstdError
+        raise FileProblem("file.compressed", f"{path}: the {compression} data cannot be decompressed ({err}); the "
+                          f"file is damaged or truncated: compress it again from the original.") from None
+
+
+def _sniff_folder(path: Path, sheet: str) -> Sniff:
+    """A Hugging Face save_to_disk folder (state.json lists its Arrow shards) or a folder of data shards."""
+    state = path / "state.json"
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise FileProblem("file.dataset_dict", f"{path} is a Hugging Face DatasetDict with splits "
+                          f"{', '.join(splits) or '(none)'}: give one split's folder, e.g. {path / (splits[0] if splits else 'train')}"
+                          f" (a 'test' split folder can go to data.test_files).")
+    if state.is_file():
+        try:
+            names = [f["filename"] for f in json.loads(state.read_text("utf-8"))["_data_files"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise FileProblem("file.unknown_format", f"{state}: not a readable datasets state.json ({err}); save the "
+                              f"dataset again with save_to_disk.") from None
+        shards = tuple(path / n for n in names)
+        missing = [str(p) for p in shards if not p.is_file()]
+        if missing:
+            raise FileProblem("file.not_found", f"{path}: state.json lists {missing[0]}, which is missing; copy the "
+                              f"whole dataset folder.")
+        return Sniff("dataset_folder", False, shards=shards)
+    for ext in (".parquet", ".arrow", ".jsonl", ".jsonl.gz", ".jsonl.zst"):
+        shards = tuple(sorted(p for p in path.rglob(f"*{ext}") if p.is_file()))
+        if shards:
+            return Sniff("dataset_folder", False, shards=shards)
+    raise FileProblem("file.not_found", f"{path} is a folder without a datasets state.json or .parquet/.arrow/.jsonl "
+                      f"shards: give a data file, or a folder saved with save_to_disk.")
+
+
+def sniff(path: Path, fmt: str = "auto", sheet: str = "") -> Sniff:
+    """Decide how to read ``path`` from its first 64 KiB (decompressed); raise FileProblem for unreadable files.
+    ``sheet``: the Excel sheet to read (data.sheet); an .xlsx without one is refused with how to export it."""
+    if path.is_dir():
+        return _sniff_folder(path, sheet)
     if not path.is_file():
         raise FileProblem("file.not_found", f"{path}: no such file.")
     size = path.stat().st_size
@@ -75,6 +168,21 @@ def sniff(path: Path, fmt: str = "auto") -> Sniff:
         raise FileProblem("file.empty", f"{path} is empty (0 bytes): export the data again.")
     with open(path, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
+    if head.startswith(PARQUET_MAGIC):
+        return Sniff("parquet", False)
+    if head.startswith(ARROW_FILE_MAGIC) or head.startswith(ARROW_STREAM_MAGIC) and path.suffix.lower() == ".arrow":
+        return Sniff("arrow", False)
+    if head.startswith(b"PK\x03\x04") and path.suffix.lower() in (".xlsx", ".xlsm"):
+        if not sheet:
+            raise FileProblem("file.excel", f"{path} is an Excel workbook: set data.sheet (and data.columns.prompt/"
+                              f"completion) in engagement.yaml, or pass --sheet, or save the sheet as CSV UTF-8 "
+                              f"(File > Save As > CSV UTF-8).")
+        return Sniff("xlsx", False, sheet=sheet)
+    compression = "gzip" if head.startswith(GZIP_MAGIC) else ("zstd" if head.startswith(ZSTD_MAGIC) else "")
+    if compression:
+        head = _read_head(path, compression)
+        if not head:
+            raise FileProblem("file.empty", f"{path} decompresses to nothing: export the data again.")
     _refuse_binary(path, head)
     has_bom = head.startswith(codecs.BOM_UTF8)
     text = head[3:] if has_bom else head
@@ -82,17 +190,28 @@ def sniff(path: Path, fmt: str = "auto") -> Sniff:
     if not stripped:
         raise FileProblem("file.empty", f"{path} contains only whitespace: there are no records in it.")
     first = stripped[:1]
-    if fmt == "csv" or path.suffix.lower() in (".csv", ".tsv"):
-        first_line = text.split(b"\n", 1)[0]
-        delimiter = "\t" if path.suffix.lower() == ".tsv" or first_line.count(b"\t") > first_line.count(b",") else ","
-        return Sniff("csv", has_bom, delimiter)
+    inner = path.name.lower().removesuffix(".gz").removesuffix(".zst").removesuffix(".zstd")
+    if fmt == "csv" or inner.endswith((".csv", ".tsv")):
+        return Sniff("csv", has_bom, _csv_delimiter(text, inner.endswith(".tsv")), compression)
     if first == b"[":
-        return Sniff("json_array", has_bom)
+        return Sniff("json_array", has_bom, compression=compression)
     if first == b"{":
-        return Sniff("jsonl", has_bom)
+        return Sniff("jsonl", has_bom, compression=compression)
     raise FileProblem("file.unknown_format",
                       f"{path} starts with {stripped[:20].decode('utf-8', 'replace')!r}, not '{{' (JSONL) or '[' (JSON array), "
-                      f"and is not named .csv/.tsv. Export it as JSONL, a JSON array or CSV, or pass --format csv.")
+                      f"and is not named .csv/.tsv. Export it as JSONL, a JSON array, CSV, Parquet or Arrow, or pass --format csv.")
+
+
+def _csv_delimiter(text: bytes, tsv: bool) -> str:
+    """The header row's delimiter among comma, semicolon, tab and pipe (csv.Sniffer on the header alone: on the
+    rows, commas in free text mislead its consistency vote); comma when the header has a single column."""
+    if tsv:
+        return "\t"
+    header = text.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+    try:
+        return csv.Sniffer().sniff(header, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _refuse_binary(path: Path, head: bytes) -> None:
@@ -102,7 +221,7 @@ def _refuse_binary(path: Path, head: bytes) -> None:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (len(head) > 3 and head[1:2] == b"\x00" and head[3:4] == b"\x00"):
         raise FileProblem("file.encoding", f"{path} is UTF-16 encoded; re-save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`).")
     nul = head.find(b"\x00")
-    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))  # noqa: E501
     if nul >= 0 or controls > 0.1 * len(head):
         where = f"a NUL byte at offset {nul}" if nul >= 0 else f"{controls} control bytes in the first {len(head)}"
         raise FileProblem("file.binary", f"{path} looks binary ({where}), not text. Export the data as UTF-8 JSONL, JSON or CSV.")
@@ -140,7 +259,7 @@ def _iter_lines(handle) -> Iterator[tuple[int, bytes | None, int]]:
 
 
 def _read_jsonl(path: Path, info: Sniff) -> Iterator[RawItem]:
-    with open(path, "rb") as handle:
+    with _open_binary(path, info.compression) as handle:
         if info.has_bom:
             handle.read(3)
         for line_no, chunk, size in _iter_lines(handle):
@@ -200,7 +319,7 @@ def _read_json_array(path: Path, info: Sniff) -> Iterator[RawItem]:
     decoder = json.JSONDecoder()
     incremental = codecs.getincrementaldecoder("utf-8-sig")()
     buf, pos, eof, index = "", 0, False, 0
-    with open(path, "rb") as handle:
+    with _open_binary(path, info.compression) as handle:
 
         def fill() -> bool:
             nonlocal buf, pos, eof
@@ -290,7 +409,7 @@ def _read_csv(path: Path, info: Sniff) -> Iterator[RawItem]:
     line_counter = [0]
 
     def lines() -> Iterator[str]:
-        with open(path, "rb") as handle:
+        with _open_binary(path, info.compression) as handle:
             if info.has_bom:
                 handle.read(3)
             for line_no, chunk, size in _iter_lines(handle):
@@ -337,7 +456,102 @@ def _csv_problem(path: Path, line: int, err: csv.Error) -> FileProblem:
     return FileProblem("file.invalid_csv", f"{path}: CSV cannot be parsed at line {line}: {err}; check the quoting there.")
 
 
-_READERS = {"jsonl": _read_jsonl, "json_array": _read_json_array, "csv": _read_csv}
+# -- Parquet, Arrow, dataset folders, Excel ------------------------------------------------------------------
+
+def _pyarrow():
+    return _require("pyarrow", "Reading Parquet/Arrow files and Hugging Face dataset folders")
+
+
+def _batches(path: Path, kind: str):
+    """Record batches of a Parquet or Arrow (IPC file or stream) file, at most COLUMNAR_BATCH rows each."""
+    pa = _pyarrow()
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.ParquetFile(path).iter_batches(batch_size=COLUMNAR_BATCH)
+            return
+        with pa.memory_map(str(path)) as source:
+            try:
+                reader = pa.ipc.open_file(source)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            except pa.ArrowInvalid:
+                source.seek(0)
+                batches = iter(pa.ipc.open_stream(source))  # what datasets' save_to_disk writes
+            for batch in batches:
+                for lo in range(0, batch.num_rows, COLUMNAR_BATCH):
+                    yield batch.slice(lo, COLUMNAR_BATCH)
+    except (pa.ArrowException, OSError) as err:
+        raise FileProblem("file.columnar", f"{path}: cannot be read as {kind} ({err}); export it again "
+                          f"(pandas: df.to_parquet(...), datasets: ds.save_to_disk(...)).") from None
+
+
+def _read_columnar(path: Path, info: Sniff) -> Iterator[RawItem]:
+    row = 0
+    for batch in _batches(path, info.container):
+        for record in batch.to_pylist():
+            row += 1
+            yield RawItem(row, _drop_nulls(record))
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Columnar schemas are the union of all rows: a message struct without 'weight' reads as weight=None.
+    Absent in the row means absent in the record, as it was in the JSON the data team exported.
+
+    >>> _drop_nulls({"messages": [{"role": "user", "content": "hi", "weight": None}], "id": None})
+    {'messages': [{'role': 'user', 'content': 'hi'}]}
+    """
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _read_folder(path: Path, info: Sniff) -> Iterator[RawItem]:
+    """Every shard in order, rows numbered across shards (row 1 of shard 2 follows the last row of shard 1)."""
+    row = 0
+    for shard in info.shards:
+        inner = sniff(shard)
+        if inner.container == "dataset_folder":
+            continue
+        for item in _READERS[inner.container](shard, inner):
+            row += 1
+            yield item._replace(line=row)
+
+
+def _read_xlsx(path: Path, info: Sniff) -> Iterator[RawItem]:
+    """Rows of one sheet as {header: text} dicts (read-only mode: streamed, bounded memory). Numbers and dates
+    become their text; empty cells empty strings; the header is row 1, so a record's line is its sheet row."""
+    openpyxl = _require("openpyxl", "Reading Excel workbooks")
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # noqa: BLE001 - openpyxl raises zipfile/KeyError/InvalidFileException alike
+        raise FileProblem("file.excel", f"{path}: cannot be opened as an Excel workbook ({err}); save it again as "
+                          f".xlsx or as CSV UTF-8.") from None
+    try:
+        if info.sheet not in book.sheetnames:
+            raise FileProblem("file.excel", f"{path}: no sheet {info.sheet!r} (sheets: {', '.join(book.sheetnames)}); "
+                              f"set data.sheet to one of them.")
+        rows = book[info.sheet].iter_rows(values_only=True)
+        header = [("" if h is None else str(h)).strip() for h in next(rows, ())]
+        if not any(header):
+            raise FileProblem("file.excel", f"{path}: sheet {info.sheet!r} has no header row in row 1; put the column "
+                              f"names there.")
+        for number, values in enumerate(rows, 2):
+            cells = ["" if v is None else str(v) for v in values]
+            if not any(c.strip() for c in cells):
+                continue
+            cells += [""] * (len(header) - len(cells))
+            yield RawItem(number, {h: c for h, c in zip(header, cells) if h})
+    finally:
+        book.close()
+
+
+_READERS = {"jsonl": _read_jsonl, "json_array": _read_json_array, "csv": _read_csv, "parquet": _read_columnar,
+            "arrow": _read_columnar, "dataset_folder": _read_folder, "xlsx": _read_xlsx}
+# containers whose rows are already {column: value} dicts; "tabular" ones are mapped with data.columns like CSV
+TABULAR_CONTAINERS = ("csv", "xlsx")
 
 
 def explain_single_object(path: Path) -> FileProblem | None:

@@ -68,6 +68,17 @@ def _check_empty(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
             yield "content.empty", f"message {i + 1} ({m['role']}) is empty or whitespace only", i, 0
 
 
+def _check_trained(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
+    """Structural label coverage: at least one assistant message with weight 1 (and content, which
+    content.empty_assistant checks). Needs no tokenizer, so ``ftkit data check`` catches an example whose only
+    answers carry ``weight: 0`` and would train on nothing."""
+    answers = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+    if answers and not any(msgs[i].get("weight", 1) for i in answers):
+        n = len(answers)
+        yield ("labels.nothing_trained", f"nothing in this example is trained on: {'its only assistant message has' if n == 1 else f'all {n} assistant messages have'} weight 0",
+               answers[-1], 0)
+
+
 def _first_match(msgs: list[dict], test: Callable[[str], object]) -> tuple[int, object] | None:
     for i, m in enumerate(msgs):
         hit = test(m["content"])
@@ -102,13 +113,54 @@ def _check_content(msgs: list[dict], task: TaskContext) -> Iterator[Finding]:
         if t and (t[0].isspace() or t[-1].isspace()) and t.strip():
             yield "content.whitespace", f"message {i + 1} ({m['role']}) starts or ends with whitespace", i, 0
             break
-    if task.control_tokens and any(t in joined for t in task.control_tokens):
+    markers = task.control_tokens or COMMON_CHAT_MARKERS
+    rx = _marker_regex(markers)
+    if rx is not None and ("<" in joined or "[" in joined or _needs_full_scan(markers)) and rx.search(joined):
         for i, m in enumerate(msgs):
-            tok = next((t for t in task.control_tokens if t in m["content"]), None)
-            if tok:
-                yield ("content.control_token", f"message {i + 1} contains {tok}, which the tokenizer reads as a "
-                       f"turn boundary", i, m["content"].index(tok))
+            hit = rx.search(m["content"])
+            if hit:
+                n = len(rx.findall(m["content"]))
+                what = "the chat-format marker" if markers == COMMON_CHAT_MARKERS else "the tokenizer's control token"
+                more = f" ({n} markers in this message)" if n > 1 else ""
+                yield ("content.control_token", f"message {i + 1} ({m['role']}) contains {what} {hit.group()}{more}: "
+                       f"tokenised as a real control token it ends the turn early or fakes a turn boundary", i, hit.start())
                 break
+
+
+# Turn markers of the common chat formats, for checks without the engagement's tokenizer: ChatML (Qwen, SmolLM2),
+# Llama 3 headers, Llama 2 / Mistral [INST], Gemma turns, Phi-3, and the usual begin/end-of-text tokens.
+COMMON_CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                       "<|begin_of_text|>", "<|end_of_text|>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>",
+                       "<start_of_turn>", "<end_of_turn>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>",
+                       "<|endoftext|>", "<|eom_id|>", "<|python_tag|>")
+
+
+def control_markers(tokenizer) -> tuple[str, ...]:
+    """The texts a tokenizer turns into special tokens (its special and added special tokens of 3+ characters),
+    or the common chat-format markers when there is no tokenizer.
+
+    >>> control_markers(None)[:2]
+    ('<|im_start|>', '<|im_end|>')
+    """
+    if tokenizer is None:
+        return COMMON_CHAT_MARKERS
+    from ftkit.content_tokens import special_texts  # the same set training encodes as plain text
+
+    return tuple(sorted((t for t in special_texts(tokenizer) if len(t.strip()) >= 3), key=lambda t: (-len(t), t)))
+
+
+@lru_cache(maxsize=8)
+def _marker_regex(markers: tuple[str, ...]):
+    """One alternation (longest first) over the markers: a single C-level scan, however many markers (Llama 3
+    tokenizers declare ~256 special tokens)."""
+    texts = sorted({t for t in markers if t}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, texts))) if texts else None
+
+
+@lru_cache(maxsize=8)
+def _needs_full_scan(markers: tuple[str, ...]) -> bool:
+    # the '<'/'[' prefilter is exact only when every marker contains one of them
+    return any("<" not in t and "[" not in t for t in markers)
 
 
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
@@ -235,6 +287,7 @@ def derive_label(msgs: list[dict], task: TaskContext, explicit: str | None = Non
 RECORD_CHECKS: dict[str, RecordCheck] = {
     "roles": _check_roles,
     "empty": _check_empty,
+    "trained": _check_trained,
     "content": _check_content,
     "task": _check_task,
 }

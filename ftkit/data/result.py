@@ -25,6 +25,7 @@ class FileSummary:
     role: str  # "train" | "test"
     format: str = ""
     container: str = ""
+    dialect: str = ""  # how it was read beyond the container: "semicolon-separated, double-quoted", "gzip-compressed"
     n_records: int = 0
     n_valid: int = 0
     readable: bool = True

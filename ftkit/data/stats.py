@@ -119,7 +119,7 @@ class ProfileColumns:
 
 
 def profile(metas: list[dict]) -> dict:
-    """The stats.json block for a list of valid-record metadata dicts (see ftkit.data.audit)."""
+    """The stats.json block for a list of valid-record metadata dicts (see ftkit.data.audit_files)."""
     cols = ProfileColumns()
     for m in metas:
         cols.add(m)

@@ -66,7 +66,7 @@ def setup(run) -> Setup:
     from ftkit.models.describe import describe_model
     from ftkit.training.settings import resolve_settings
 
-    audit = run.upstream("data_audit")
+    data_audit = run.upstream("data_audit")
     bm = run.config.base_model
     source = resolve_model(bm.id, bm.revision)
     description = describe_model(source)
@@ -77,7 +77,7 @@ def setup(run) -> Setup:
     description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
     run.record_model(description)
     run.write_json("chat_plan.json", plan.to_dict())
-    settings = resolve_settings(run.config.training, audit.max_seq_length_suggested, run.config.data.max_seq_length)
+    settings = resolve_settings(run.config.training, data_audit.max_seq_length_suggested, run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
     if settings.packing and _attention_softcapping(source.path):
         # Gemma 2 caps attention logits (tanh); the padding-free packed attention runs sdpa, which cannot.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.record_checks import TaskContext
 
 from data_helpers import chat, distinct_tickets
@@ -46,7 +46,7 @@ def test_token_and_label_checks_with_the_tiny_tokenizer(write_jsonl, tiny_tokeni
                         tokenizer=tiny_tokenizer, max_seq_length=128)
     result = audit_files([write_jsonl(records)], opts)
     codes = {(i.code, i.line) for i in result.issues}
-    assert ("tokens.too_long", 6) in codes and ("labels.empty", 7) in codes and ("content.control_token", 8) in codes
+    assert ("tokens.too_long", 6) in codes and ("labels.nothing_trained", 7) in codes and ("content.control_token", 8) in codes
     good = result.metas[0]
     assert good["n_tokens"] > good["n_label_tokens"] > 0 and good["tokens_per_role"]["assistant"] > 0
     assert result.stats["tokens_per_example"]["n"] == 7  # valid records with token counts

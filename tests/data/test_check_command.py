@@ -50,7 +50,7 @@ def test_cli_usage_error_exit_2(tmp_path):
 
 
 def test_data_check_does_not_import_torch_or_transformers():
-    code = ("import sys, ftkit.data.check_command, ftkit.data.audit; "
+    code = ("import sys, ftkit.data.check_command, ftkit.data.audit_files; "
             "print(any(m in sys.modules for m in ('torch', 'transformers', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

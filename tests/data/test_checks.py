@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.checks import CHECKS, make_issue
 from ftkit.data.record_checks import TaskContext
 

@@ -21,7 +21,7 @@ def stats(ratio=1.0, distinct=1):
 
 
 def config(task_type="classification", label_field=""):
-    return SimpleNamespace(task=SimpleNamespace(type=task_type, label_field=label_field))
+    return SimpleNamespace(objective="Route tickets.", task=SimpleNamespace(type=task_type, label_field=label_field, system_prompt="Be brief."))
 
 
 def by_code(findings, code):
@@ -74,8 +74,11 @@ def counts(train=80, validation=10, test=10):
 def test_verdict_counts_every_finding_including_the_last_sections():
     cfg = SimpleNamespace(data=SimpleNamespace(min_examples=50))
     assert phase.verdict(counts(), cfg, [Finding("info", "data.splits", "x")])["verdict"] == "ready"
-    late = [Finding("info", "data.splits", "x"), Finding("warning", "data.prices_stale", "old prices")]
+    late = [Finding("info", "data.splits", "x"), Finding("warning", "data.small_test", "few test examples")]
     assert phase.verdict(counts(), cfg, late)["verdict"] == "ready_with_warnings"
+    # ftkit's own stale price table is not a data problem (issue 15): it never moves the data verdict
+    stale = [Finding("info", "data.splits", "x"), Finding("warning", "data.prices_stale", "old prices")]
+    assert phase.verdict(counts(), cfg, stale)["verdict"] == "ready"
     blocked = phase.verdict(counts(train=20, validation=5), cfg, late)
     assert blocked["verdict"] == "blocked" and "data.min_examples is 50" in blocked["blocking_reasons"][0]
     assert phase.verdict(counts(test=0), cfg, [])["blocking_reasons"] == [

@@ -6,7 +6,7 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from ftkit.data import duplicates as dup
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 
 from data_helpers import chat, distinct_tickets
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.formats import FORMATS, NormaliseContext, detect_format, guess_csv_columns, normalise
 
 from data_helpers import chat

@@ -11,7 +11,7 @@ from ftkit.data.pii import find_pii, iban_valid, luhn_valid, masked_excerpt, red
 
 
 @pytest.mark.parametrize("text, kind", [
-    ("write to jane.doe@example.co.uk", "email"), ("call (555) 123-4567", "phone"), ("tel +49 30 901820", "phone"),
+    ("write to jane.doe@example.co.uk", "email"), ("call (415) 555-2671", "phone"), ("tel +49 30 901820", "phone"),
     ("card 5555 5555 5555 4444", "card"), ("IBAN DE89 3704 0044 0532 0130 00", "iban"), ("ssn 123-45-6789", "national_id"),
     ("NINO AB 12 34 56 C", "national_id"), ("client 84.12.201.7", "ip"), ("AKIAIOSFODNN7EXAMPLE", "api_key"),
     ("-----BEGIN RSA PRIVATE KEY-----", "api_key"), ("db_password = 'S3cur3!pass'", "credential"),
@@ -102,3 +102,41 @@ def test_batch_scan_equals_per_text_scan(texts):
     from ftkit.data.pii import find_pii_many
 
     assert find_pii_many(texts) == [find_pii(t) for t in texts]
+
+
+# -- issue 15: validated phones and national IDs (phonenumbers, python-stdnum behind the regex prefilter) ----------
+
+@pytest.mark.parametrize("text", [
+    "call +44 20 7946 0958", "ruf an: 030 12345678", "WhatsApp +4915112345678", "tel. 020 7946 0958",
+    "appelez le +33 1 23 45 67 89", "call (212) 555-1234",
+])
+def test_real_phone_numbers_are_found(text):
+    assert [h.kind for h in find_pii(text)] == ["phone"]
+
+
+@pytest.mark.parametrize("text", [
+    "call (555) 123-4567",  # 555 is no North American area code
+    "+1 555 123 4567", "+49 000 1234567", "+44 11 1111 1111", "order 0000 000 000",
+])
+def test_phone_shaped_non_numbers_are_not(text):
+    assert find_pii(text) == []
+
+
+@pytest.mark.parametrize("text", [
+    "SSN 536-90-4399", "DNI 12345678Z", "NIE X1234567L", "codice fiscale RSSMRA85T10A562S", "personnummer 811228-9874",
+    "HETU 131052-308T", "NIR 2 95 10 99 126 111 93", "BSN: 111222333", "PESEL 44051401359", "Steuer-ID 36574261809",
+    "NINO AB 12 34 56 C",
+])
+def test_national_ids_validated_by_stdnum_are_found(text):
+    assert [h.kind for h in find_pii(text)] == ["national_id"], text
+
+
+@pytest.mark.parametrize("text", [
+    "SSN 078-05-1120",  # the famous wallet-card number, invalidated by the SSA
+    "ref 000-12-3456", "DNI 12345678A", "NIE X1234567A", "codice RSSMRA85T10A562X", "BSN: 111222334",
+    "order 44051401359 shipped",  # a checksum-valid PESEL without its keyword is just a number
+    "invoice 111222333",
+    "2023-03-17 12:02:47.224880-0700 App[4687:158901] error",  # a timestamp's microseconds and UTC offset
+])
+def test_national_id_shaped_non_ids_are_not(text):
+    assert [h.kind for h in find_pii(text) if h.kind == "national_id"] == [], text

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.reader import MAX_RECORD_BYTES
 
 from data_helpers import chat
@@ -25,7 +25,6 @@ def test_zero_byte_file(tmp_path):
 
 
 @pytest.mark.parametrize("head, words", [
-    (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "gzip"),
     (b"PK\x03\x04" + b"\x00" * 100, "ZIP"),
     (bytes(range(256)) * 8, "binary"),
 ])
@@ -34,6 +33,13 @@ def test_binary_files(tmp_path, head, words):
     path.write_bytes(head)
     _, issues = _file_issues(path)
     assert issues[0][0] == "file.binary" and words in issues[0][1]
+
+
+def test_damaged_gzip_is_one_line_not_a_traceback(tmp_path):
+    path = tmp_path / "data.jsonl.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4)
+    _, issues = _file_issues(path)
+    assert issues[0][0] == "file.compressed" and "gzip" in issues[0][1] and "damaged" in issues[0][1]
 
 
 def test_utf16_file(tmp_path):

@@ -5,7 +5,7 @@ import json
 import random
 from collections import Counter
 
-from ftkit.data.audit import AuditOptions, audit_files
+from ftkit.data.audit_files import AuditOptions, audit_files
 from ftkit.data.record_checks import TaskContext
 from ftkit.data.splits import assign_splits
 

@@ -28,7 +28,7 @@ def _records(n=12, system=False):
 
 def _audit(family_dir, name, path, system_prompt=""):
     from ftkit.chat_plan import plan_chat
-    from ftkit.data.audit import AuditOptions, audit_files
+    from ftkit.data.audit_files import AuditOptions, audit_files
     from ftkit.models.loading import load_tokenizer
 
     tok = load_tokenizer(str(family_dir(name)))

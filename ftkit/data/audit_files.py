@@ -29,9 +29,9 @@ import numpy as np
 from ftkit.data import duplicates as dup
 from ftkit.data.checks import CHECKS, Issue, make_issue
 from ftkit.data.formats import FORMATS, NormaliseContext, detect_format, guess_csv_columns, normalise
-from ftkit.data.pii import find_pii_many, masked_excerpt, redact
-from ftkit.data.reader import (FileProblem, RawItem, decode_json_line, explain_single_object, iter_items,
-                               not_a_list_problem, sniff)
+from ftkit.data.pii import find_pii_many, masked_excerpt, redact, safe_text
+from ftkit.data.reader import (TABULAR_CONTAINERS, FileProblem, RawItem, decode_json_line, explain_single_object,
+                               iter_items, not_a_list_problem, sniff)
 from ftkit.data.record_checks import TaskContext, derive_label, final_answer, run_record_checks
 from ftkit.data.dataset_checks import dataset_checks
 from ftkit.data.result import AuditResult, FileSummary
@@ -39,6 +39,8 @@ from ftkit.data.splits import order_key
 from ftkit.data.stats import ProfileColumns, dominant_script
 from ftkit.errors import UsageError
 
+CHARS_PER_TOKEN = 4.0  # English text with BPE vocabularies of 32k-150k: ~4 characters per token (estimate only)
+TEMPLATE_TOKENS_PER_MESSAGE = 4  # role header and end-of-turn marker, ChatML-like templates (estimate only)
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024  # below this, forking workers costs more than it saves
 DETECT_SAMPLE = 50
 
@@ -47,6 +49,7 @@ DETECT_SAMPLE = 50
 class AuditOptions:
     fmt: str = "auto"
     columns: dict = field(default_factory=dict)
+    sheet: str = ""  # the Excel sheet to read from .xlsx files (data.sheet)
     system_prompt: str = ""
     task: TaskContext = field(default_factory=TaskContext)
     tokenizer: Any = None  # a fast tokenizer with a chat template; None skips the token checks
@@ -156,11 +159,12 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
             issues.append(problem)
             metas.append({"line": item.line, "valid": False})
             continue
-        record_issues = [_issue(code, item.line, msg) for code, msg in ex.problems]
+        # messages quote client values (a label, a key name, a schema violation): masked like excerpts
+        record_issues = [_issue(code, item.line, safe_text(msg)) for code, msg in ex.problems]
         if not ex.fatal:
             for code, msg, idx, offset in run_record_checks(ex.messages, opts.task):
                 excerpt = masked_excerpt(ex.messages[idx]["content"], offset) if idx >= 0 else ""
-                record_issues.append(_issue(code, item.line, msg, excerpt))
+                record_issues.append(_issue(code, item.line, safe_text(msg), excerpt))
         label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
         meta = _meta(item.line, ex.messages, label, ex.id, seed) if not ex.fatal else {"line": item.line}
         if opts.scan_pii and not ex.fatal:
@@ -175,6 +179,8 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
     if opts.tokenizer is not None and usable:
         issues += _token_checks(usable, opts)
         usable = [(m, ex) for m, ex in usable if m["valid"]]  # label-coverage failures invalidate records
+    elif opts.max_seq_length:
+        issues += _estimated_length_checks(usable, opts)
     for m, ex in usable:
         record = {"id": ex.id or f"{ctx.source}:{m['line']}", "messages": ex.messages}
         if m["label"] is not None:
@@ -237,6 +243,28 @@ def _token_checks(examples: list[tuple[dict, Any]], opts: AuditOptions) -> list[
     return issues
 
 
+def estimate_tokens(messages: list[dict]) -> int:
+    """Tokens of a rendered conversation, estimated from characters when there is no tokenizer.
+
+    >>> estimate_tokens([{"role": "user", "content": "x" * 400}, {"role": "assistant", "content": "ok"}])
+    109
+    """
+    chars = sum(len(m["content"]) for m in messages)
+    return int(chars / CHARS_PER_TOKEN + 0.999) + TEMPLATE_TOKENS_PER_MESSAGE * len(messages)
+
+
+def _estimated_length_checks(examples: list[tuple[dict, Any]], opts: AuditOptions) -> list[Issue]:
+    issues = []
+    limit = opts.max_seq_length
+    for meta, ex in examples:
+        n = int(sum(meta["chars"].values()) / CHARS_PER_TOKEN + 0.999) + TEMPLATE_TOKENS_PER_MESSAGE * meta["n_messages"]
+        if n > limit:  # the same number as estimate_tokens(ex.messages), from the counts already made
+            issues.append(_issue("tokens.estimated_too_long", meta["line"], f"about {n:,} tokens > max_seq_length "
+                                 f"{limit:,} (an estimate at {CHARS_PER_TOKEN:g} characters per token: no tokenizer was "
+                                 f"given; {sum(meta['chars'].values()):,} characters)"))
+    return issues
+
+
 # -- per file ---------------------------------------------------------------------------------------------
 
 def _chunks(items: Iterable[RawItem], size: int) -> Iterable[list[RawItem]]:
@@ -248,16 +276,18 @@ def _chunks(items: Iterable[RawItem], size: int) -> Iterable[list[RawItem]]:
         yield chunk
 
 
-def _peek_format(path: Path, items: list[RawItem], opts: AuditOptions, container: str) -> tuple[str, NormaliseContext]:
+def _peek_format(path: Path, items: list[RawItem], opts: AuditOptions, container: str,
+                 dialect: str = "") -> tuple[str, NormaliseContext]:
     ctx = NormaliseContext(columns=dict(opts.columns), system_prompt=opts.system_prompt, source=path.stem)
-    if container == "csv":
+    if container in TABULAR_CONTAINERS:
         header = list(next((i.data for i in items if isinstance(i.data, dict)), {}) or [])
         ctx.columns = guess_csv_columns(header, {k: v for k, v in opts.columns.items() if v})
         if not ctx.columns["prompt"] or not ctx.columns["completion"] or \
                 any(c and c not in header for c in ctx.columns.values()):
             raise FileProblem("file.csv_columns", f"{path}: cannot tell which columns hold the prompt and the answer "
-                              f"(header: {', '.join(header) or 'none'}). Set data.columns.prompt and "
-                              f"data.columns.completion in engagement.yaml to two of these names.")
+                              f"(header: {', '.join(header) or 'none'}"
+                              f"{'; read as ' + dialect if dialect else ''}). Set "
+                              f"data.columns.prompt and data.columns.completion in engagement.yaml to two of these names.")
         return "csv", ctx
     if opts.fmt != "auto":
         return opts.fmt, ctx
@@ -341,15 +371,17 @@ def _workers(opts: AuditOptions, size: int) -> int:
 def _audit_file(path: Path, role: str, index: int, opts: AuditOptions, state: dict) -> FileSummary:
     summary = FileSummary(str(path), role)
     try:
-        info = sniff(path, opts.fmt)
-        summary.container = info.container
+        info = sniff(path, opts.fmt, opts.sheet)
+        summary.container, summary.dialect = info.container, info.dialect
         items = iter_items(path, info)
         head, damage = [], None
         try:  # a file damaged early (truncated array) still has its first records audited
             head += itertools.islice(items, DETECT_SAMPLE)
         except FileProblem as problem:
             damage = problem
-        fmt_name, ctx = _peek_format(path, head, opts, info.container)
+            if not head:  # nothing read at all: the file's own problem is the message (not "format not recognised")
+                raise
+        fmt_name, ctx = _peek_format(path, head, opts, info.container, info.dialect)
         summary.format = fmt_name
         executor = _Executor(opts, _workers(opts, path.stat().st_size))
         try:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engagement_helpers import fork_notebook
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.runner import run_phases
 from ftkit.verify import verify_engagement
 
@@ -14,15 +14,15 @@ from ftkit.verify import verify_engagement
 def _chain(tmp_path, n=4):
     path = tmp_path / "audit.jsonl"
     for i in range(n):
-        audit.append_event(path, "run_finished", phase="suitability", run_id=f"r{i}", status="succeeded")
+        audit_log.append_event(path, "run_finished", phase="suitability", run_id=f"r{i}", status="succeeded")
     return path
 
 
 def test_intact_chain_has_no_problems(tmp_path):
-    entries = audit.read_entries(_chain(tmp_path))
+    entries = audit_log.read_entries(_chain(tmp_path))
     assert [e["seq"] for e in entries] == [0, 1, 2, 3]
     assert entries[1]["prev_hash"] == entries[0]["hash"]
-    assert audit.check_chain(entries) == []
+    assert audit_log.check_chain(entries) == []
 
 
 def test_edited_entry_is_detected(tmp_path):
@@ -30,7 +30,7 @@ def test_edited_entry_is_detected(tmp_path):
     lines = path.read_text().splitlines()
     lines[1] = lines[1].replace('"succeeded"', '"failed"')
     path.write_text("\n".join(lines) + "\n")
-    problems = audit.check_chain(audit.read_entries(path))
+    problems = audit_log.check_chain(audit_log.read_entries(path))
     assert any("line 2" in p and "edited" in p for p in problems)
 
 
@@ -39,7 +39,7 @@ def test_deleted_entry_is_detected(tmp_path):
     lines = path.read_text().splitlines()
     del lines[1]
     path.write_text("\n".join(lines) + "\n")
-    problems = audit.check_chain(audit.read_entries(path))
+    problems = audit_log.check_chain(audit_log.read_entries(path))
     assert any("line 2" in p and ("seq" in p or "chain" in p) for p in problems)
 
 
@@ -48,13 +48,13 @@ def test_reordered_entries_are_detected(tmp_path):
     lines = path.read_text().splitlines()
     lines[1], lines[2] = lines[2], lines[1]
     path.write_text("\n".join(lines) + "\n")
-    assert audit.check_chain(audit.read_entries(path))
+    assert audit_log.check_chain(audit_log.read_entries(path))
 
 
 def test_truncated_line_is_detected(tmp_path):
     path = _chain(tmp_path)
     path.write_text(path.read_text()[:-20] + "\n")
-    assert any("not valid JSON" in p for p in audit.check_chain(audit.read_entries(path)))
+    assert any("not valid JSON" in p for p in audit_log.check_chain(audit_log.read_entries(path)))
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_verify_detects_a_deleted_audit_entry(recorded):
 def _rehash(line: str, **changes) -> str:
     """The line edited by someone who knows the scheme and recomputes its own hash."""
     entry = {**json.loads(line), **changes}
-    entry["hash"] = audit.entry_hash(entry)
+    entry["hash"] = audit_log.entry_hash(entry)
     return json.dumps(entry, sort_keys=True)
 
 
