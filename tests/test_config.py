@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-import yaml
+from ftkit import yamlio
 
 from ftkit.config import EngagementConfig, iter_fields, load_config, parse_config
 from ftkit.errors import ConfigError
@@ -31,7 +31,7 @@ def test_every_setting_is_documented_in_the_template():
 
 
 def test_all_problems_are_reported_at_once_with_field_and_value():
-    data = yaml.safe_load((templates_dir() / "engagement.yaml").read_text())
+    data = yamlio.safe_load((templates_dir() / "engagement.yaml").read_text())
     data["task"]["type"] = "sumarisation"
     data["training"]["epochs"] = "three"
     data["training"]["lerning_rate"] = 1e-4
