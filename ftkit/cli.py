@@ -22,6 +22,15 @@ def command(name: str):
     return register
 
 
+CLIENT_HELP = "engagement name: the folder under --root"
+
+
+def _phase_help(text: str) -> str:
+    from ftkit.phases import PHASES
+
+    return f"{text}; one of: {', '.join(PHASES)} (or its number)"
+
+
 def _root_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="engagements", help="folder holding engagements (default: ./engagements)")
 
@@ -35,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="create an engagement from the template and take in the client's data")
     p.add_argument("client", help="client name: becomes the folder name (letters, digits, - _ .)")
     p.add_argument("--data", action="append", required=True, metavar="FILE", help="client data file (repeatable)")
-    p.add_argument("--task", help="classification | structured_output | free_text | chat")
+    p.add_argument("--task", metavar="TYPE", help="task type: classification | structured_output | free_text | chat")
     p.add_argument("--base-model", help="hub id, local folder, .gguf file or short name")
     _root_arg(p)
 
     p = sub.add_parser("run", help="run phases (all, in order, by default) with papermill")
-    p.add_argument("client")
-    p.add_argument("--phase", action="append", metavar="NAME", help="phase to run (repeatable); default: all")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("--phase", action="append", metavar="NAME", help=_phase_help("phase to run (repeatable); default: all"))
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="notebook parameter")
     p.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS", help="per-cell time limit")
     _root_arg(p)
@@ -50,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("verify", "re-hash every recorded file; exit 1 naming what changed"),
                        ("report", "rebuild the consolidated engagement report")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("client")
+        p.add_argument("client", help=CLIENT_HELP)
         if name == "report":
             p.add_argument("--pdf", action="store_true",
                            help="also write report/engagement.pdf (needs a chromium or chrome binary)")
@@ -59,30 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a whole engagement on shipped sample data")
     p.add_argument("--client", default="demo", help="engagement name (default: demo)")
     p.add_argument("--base-model", default=None, help="override the demo's base model (e.g. tiny-random)")
-    p.add_argument("--phase", action="append", metavar="NAME", help="only these phases")
+    p.add_argument("--phase", action="append", metavar="NAME", help=_phase_help("only these phases (repeatable)"))
     _root_arg(p)
 
     p = sub.add_parser("lab", help="JupyterLab on a working copy of the notebooks, parameters filled in")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--no-launch", action="store_true", help="prepare the working copy and print its path only")
     _root_arg(p)
 
     p = sub.add_parser("serve", help="OpenAI-compatible UAT endpoint for the fine-tuned model (127.0.0.1)")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     _root_arg(p)
 
     p = sub.add_parser("monitor", help="drift of a production log against the training data (exit 1 on alert)")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--log", required=True, metavar="FILE", help="JSONL log: one {messages|input, output} per line")
     _root_arg(p)
 
     data = sub.add_parser("data", help="data tools outside an engagement")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
-    p.add_argument("file")
-    p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"])
+    p.add_argument("file", help="the data file to check (JSONL, JSON or CSV)")
+    p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"],
+                   help="record format (default: auto, detected from the file)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the findings as JSON")
     return parser
 
@@ -199,7 +209,8 @@ def _monitor(args) -> int:
 @command("data")
 def _data(args) -> int:
     if args.data_command != "check":
-        build_parser().parse_args(["data", "--help"])
+        print("usage: ftkit data check FILE [--format FORMAT] [--json OUT]\n"
+              "ftkit data: give a subcommand (check); see `ftkit data --help`.", file=sys.stderr)
         return 2
     from ftkit.data.check_command import run_data_check
 
