@@ -160,6 +160,9 @@ class PhaseRun:
         ``blocks_downstream``: a non-empty reason makes the runner refuse every phase that depends on this
         one (e.g. a blocked data audit), quoting the reason.
         """
+        from ftkit.environment import torch_runtime
+
+        self.provenance["torch"] = torch_runtime()  # determinism settings and threads, as this kernel had them
         payload = {
             "phase": self.phase,
             "run_id": self.run_id,

@@ -23,7 +23,7 @@ from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError, PhaseFailed
 from ftkit.fsutil import atomic_write_json, read_json, sha256_file
 from ftkit.lock import engagement_lock
-from ftkit.manifest import MANIFEST_FILE, build_manifest, ftkit_git_commit
+from ftkit.manifest import MANIFEST_FILE, build_manifest, ftkit_git_commit, write_environment_file
 from ftkit.parameters import validate
 from ftkit.phase_run import RESULTS_FILE, SNAPSHOT_FILE
 from ftkit.phases import Phase, get_phase, ordered
@@ -229,6 +229,7 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
     t_report = time.perf_counter() - t1
     _write_status(run_dir, status, started, finished, error)
     t2 = time.perf_counter()
+    write_environment_file(run_dir, run_id, phase.name)  # before the manifest: hashed like every output
     manifest = build_manifest(
         run_id=run_id, phase=phase.name, client=engagement.slug, status=status, started_utc=started,
         finished_utc=finished, duration_s=time.perf_counter() - t0, parameters=params,

@@ -95,3 +95,10 @@ def test_what_the_tests_import_is_in_the_test_extra_or_the_runtime():
     transitive = {"torch", "transformers", "peft", "huggingface-hub", "nbformat"}  # declared anyway; listed for clarity
     missing = {m: sorted(imports[m]) for m, d in dists.items() if d not in available and d not in transitive}
     assert missing == {}, f"imported by tests but not declared for them: {missing}"
+
+
+def test_the_manifest_short_package_table_covers_every_declared_dependency():
+    from ftkit.manifest import KEY_PACKAGES
+
+    declared = {_requirement_name(s) for s in _pyproject()["dependencies"]}
+    assert declared <= {_norm(k) for k in KEY_PACKAGES}
