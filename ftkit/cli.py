@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("report", "rebuild the consolidated engagement report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("client", help=CLIENT_HELP)
+        if name == "verify":
+            _verify_args(p)
         if name == "report":
             p.add_argument("--pdf", action="store_true",
                            help="also write report/engagement.pdf (needs a chromium or chrome binary)")
@@ -141,18 +143,53 @@ def _status(args) -> int:
     return 0
 
 
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--anchor", action="store_true",
+                   help="after verifying, print the audit chain's head (sha256, entry count) in one line for the "
+                        "client to keep outside the engagement")
+    p.add_argument("--expect-head", metavar="SHA", default="",
+                   help="fail unless the audit chain still passes through this head (from an earlier --anchor)")
+    p.add_argument("--signature", metavar="HEX", default="",
+                   help="with --expect-head: also check the anchor's Ed25519 signature against the engagement's "
+                        "recorded public key")
+    p.add_argument("--sign-key-env", metavar="VAR", default="",
+                   help="with --anchor: sign the line with the Ed25519 private key held in this environment "
+                        "variable (its public key is recorded in the engagement)")
+
+
 @command("verify")
 def _verify(args) -> int:
     from ftkit.engagement import Engagement
     from ftkit.verify import verify_engagement
 
-    problems, checked = verify_engagement(Engagement.at(args.client, args.root))
+    if args.signature and not args.expect_head:
+        from ftkit.errors import UsageError
+        raise UsageError("--signature checks a signed anchor: give its head with --expect-head SHA too.")
+    if args.sign_key_env and not args.anchor:
+        from ftkit.errors import UsageError
+        raise UsageError("--sign-key-env signs the anchor line: add --anchor.")
+    engagement = Engagement.at(args.client, args.root)
+    problems, checked = verify_engagement(engagement)
+    if args.expect_head:
+        from ftkit.anchor import PUBLIC_KEY_FILE, check_expected_head
+
+        problems += check_expected_head(engagement.slug, engagement.audit_path, args.expect_head, args.signature,
+                                        engagement.path / PUBLIC_KEY_FILE)
     if problems:
         print(f"ftkit verify: {len(problems)} problem(s) in engagement '{args.client}':", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"ftkit verify: OK: {checked} recorded files match their hashes and the audit chain is intact.")
+    extends = " and extends the expected head" if args.expect_head else ""
+    print(f"ftkit verify: OK: {checked} recorded files match their hashes and the audit chain is intact{extends}.")
+    if args.anchor:
+        from ftkit.anchor import PUBLIC_KEY_FILE, current_anchor, sign
+
+        anchor = current_anchor(engagement.slug, engagement.audit_path)
+        line = anchor.message()
+        if args.sign_key_env:
+            line += f" ed25519={sign(anchor, args.sign_key_env, engagement.path / PUBLIC_KEY_FILE)}"
+        print(line)
     return 0
 
 
