@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", required=True, metavar="FILE", help="JSONL log: one {messages|input, output} per line")
     _root_arg(p)
 
+    p = sub.add_parser("reproduce", help="re-perform a recorded run and compare: inputs, environment, outputs")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("run_id", metavar="RUN_ID", help="the run to re-perform (a folder name under phases/*/runs/)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse when the environment differs in any way from the recorded one")
+    _root_arg(p)
+
+    p = sub.add_parser("env", help="print the pinned requirements of a recorded run (pip install --no-deps -r)")
+    p.add_argument("--from-run", required=True, metavar="RUN_DIR",
+                   help="a run folder (phases/NN_phase/runs/RUN_ID) with environment.txt or manifest.json")
+    p.add_argument("-o", "--output", metavar="FILE", default="", help="write to FILE instead of printing")
+
     data = sub.add_parser("data", help="data tools outside an engagement")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
@@ -241,6 +253,43 @@ def _monitor(args) -> int:
     from ftkit.deployment.commands import monitor_command
 
     return monitor_command(args.client, args.root, log=args.log)
+
+
+@command("reproduce")
+def _reproduce(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.reperformance import reproduce
+
+    report = reproduce(Engagement.at(args.client, args.root), args.run_id, strict=args.strict,
+                       on_event=lambda m: print(m, flush=True))
+    counts: dict[str, int] = {}
+    for row in report.get("outputs", []):
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    print(f"outputs: {', '.join(f'{n} {v}' for v, n in sorted(counts.items())) or 'none compared'}")
+    for row in report.get("outputs", []) + report.get("headline", []) + report.get("findings", []):
+        if row["verdict"] in ("different", "missing", "within_tolerance"):
+            name = row.get("file") or row.get("key") or f"finding {row.get('code')}"
+            print(f"  {row['verdict']}: {name} {row.get('reason', '')}".rstrip())
+    curve = report.get("loss_curve")
+    if curve:
+        print(f"training loss curve: {curve['verdict']} ({curve['points']} points, largest relative difference "
+              f"{curve.get('max_relative_difference', 'n/a')}, tolerance {curve.get('tolerance')})")
+    print(f"ftkit reproduce: {report['verdict']} -> {report['run_dir']}")
+    return 0 if report["verdict"] != "not_reproduced" else 1
+
+
+@command("env")
+def _env(args) -> int:
+    from ftkit.reperformance_env import requirements_of_run
+
+    text = requirements_of_run(Path(args.from_run))
+    if args.output:
+        from ftkit.fsutil import atomic_write_text
+        atomic_write_text(args.output, text)
+        print(f"Wrote {args.output}: pip install --no-deps -r {args.output}")
+    else:
+        print(text, end="")
+    return 0
 
 
 @command("data")
