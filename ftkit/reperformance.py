@@ -176,8 +176,8 @@ def _strip_measured(obj, ids: tuple[str, ...]):
 
 
 def _mask(text: str, ids: tuple[str, ...]) -> str:
-    for run_id in ids:
-        text = text.replace(run_id, "<run>")
+    for value in ids:  # longest first: an engagement path contains no run id, a run folder path contains both
+        text = text.replace(value, "<masked>")
     return text
 
 
@@ -354,7 +354,9 @@ def reproduce(engagement: Engagement, run_id: str, strict: bool = False,
         atomic_write_json(new_dir / REPERFORMANCE_OF_FILE, {"of": run_id, "phase": phase.name, "upstream": pinned})
 
     def before_record(new_dir: Path, status: str) -> None:
-        ids = (run_id, new_dir.name)
+        # Masked in texts: the two run ids and the engagement's folder then and now (a copy moved elsewhere).
+        ids = tuple(dict.fromkeys(x for x in (_engagement_dir_then(old_dir, phase), str(engagement.path), run_id,
+                                              new_dir.name) if x))
         old_results, new_results = _results(old_dir), _results(new_dir)
         report.update({
             "reperformance_of": run_id, "phase": phase.name, "run_id": new_dir.name, "status": status,
@@ -386,6 +388,15 @@ def reproduce(engagement: Engagement, run_id: str, strict: bool = False,
     if not report.get("verdict"):
         report.update({"status": outcome.status, "verdict": "not_reproduced", "error": outcome.error})
     return report
+
+
+def _engagement_dir_then(run_dir: Path, phase: Phase) -> str:
+    """The engagement folder the original run was executed in (papermill recorded it in the notebook)."""
+    try:
+        nb = json.loads((run_dir / phase.notebook).read_text(encoding="utf-8"))
+        return str(nb["metadata"]["papermill"]["parameters"]["engagement_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _results(run_dir: Path) -> dict:
