@@ -346,7 +346,8 @@ def reproduce(engagement: Engagement, run_id: str, strict: bool = False,
                          f"\nRecreate it with `ftkit env --from-run {old_dir}` (pip install --no-deps -r) or drop "
                          f"--strict to re-perform anyway and see the differences in the report.")
     for difference in differences:
-        say(f"environment: {difference}")
+        say(f"environment: {difference}" + (" (set to the recorded value for the re-performance)"
+                                            if difference in replayable else ""))
     pinned = upstream_runs(manifest)
     parameters = {k: v for k, v in manifest.get("parameters", {}).items() if k not in ("engagement_dir", "run_dir")}
     report: dict = {}
