@@ -260,8 +260,11 @@ def _reproduce(args) -> int:
     from ftkit.engagement import Engagement
     from ftkit.reperformance import reproduce
 
-    report = reproduce(Engagement.at(args.client, args.root), args.run_id, strict=args.strict,
-                       on_event=lambda m: print(m, flush=True))
+    from ftkit.reports import build_engagement_report
+
+    engagement = Engagement.at(args.client, args.root)
+    report = reproduce(engagement, args.run_id, strict=args.strict, on_event=lambda m: print(m, flush=True))
+    print(f"Engagement report (lists the re-performance beside the run): {build_engagement_report(engagement)}")
     counts: dict[str, int] = {}
     for row in report.get("outputs", []):
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1

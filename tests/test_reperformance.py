@@ -85,6 +85,11 @@ def test_reperformance_is_evidence_and_does_not_move_latest(reperformed):
         assert REPORT_FILE in manifest["outputs"] and "reperformance_of.json" in manifest["outputs"]
         assert f"Re-performance of run {run_id}" in (run_dir / "report.html").read_text()
     assert verify_engagement(engagement)[0] == []
+    index = (engagement.report_dir / "index.html").read_text()
+    for phase in PHASES:  # the consolidated report lists each re-performance beside the run it re-performed
+        _, report, run_id = runs[phase]
+        assert f"re-performed by {report['run_id']}: {report['verdict']}" in index
+        assert f"re-performs {run_id}: {report['verdict']}" in index
     events = [json.loads(line) for line in engagement.audit_path.read_text().splitlines()]
     assert sum(e["event"] == "run_reperformed" for e in events) == len(PHASES)
 
