@@ -270,7 +270,8 @@ def render_with_spans(tokenizer, conversations: list[list[dict]]) -> list[Render
             continue
         text = texts[i]
         if isinstance(text, Exception):
-            results.append(Rendered(error=f"the chat template cannot render this conversation: {text}"))
+            results.append(Rendered(error=f"the chat template cannot render this conversation "
+                                          f"({str(text).splitlines()[0][:160]}); {template_fix(str(text))}"))
             continue
         located = _locate(text, conv, info)
         results.append(located if located is not None else _locate_by_prefixes(tokenizer, text, conv, info))
@@ -297,6 +298,39 @@ def _token_range(starts: list[int], ends: list[int], cs: int, ce: int) -> tuple[
     return first, max(first, last)
 
 
+# -- the label rule, one for training (offsets) and the audit (encodings) -----------------------------------------
+# A trainable answer's tokens are those overlapping its character span (content + end-of-turn marker), except a
+# template marker that starts before the answer: an added token with ``rstrip=True`` (Phi-3's ``<|assistant|>``)
+# swallows the answer's leading whitespace, so its characters overlap the answer although it is the turn header.
+# The end-of-turn token must cover its marker exactly, plus the whitespace its ``rstrip`` swallowed (Phi-3's
+# ``<|end|>`` takes the newline after it).
+
+def _markers(tokenizer) -> frozenset:
+    return frozenset(t for t in list(tokenizer.get_added_vocab()) + list(tokenizer.all_special_tokens) if t)
+
+
+def swallowed_header(text: str, chars, cs: int, markers) -> bool:
+    """True when the token with character range ``chars`` is a template marker starting before the answer at ``cs``.
+
+    >>> swallowed_header("<|assistant|>\\n ok", (0, 15), 14, {"<|assistant|>"})
+    True
+    >>> swallowed_header("[/INST] ok", (7, 10), 8, {"[/INST]"})
+    False
+    """
+    return chars is not None and chars[0] < cs and text[chars[0]:chars[1]].strip() in markers
+
+
+def eot_token_matches(text: str, chars, span) -> bool:
+    """The end-of-turn token covers exactly its marker ``span``, plus whitespace its ``rstrip`` flag swallowed.
+
+    >>> eot_token_matches("ok<|end|>\\n", (2, 10), (2, 9))
+    True
+    >>> eot_token_matches("ok<|end|>x", (2, 10), (2, 9))
+    False
+    """
+    return chars is not None and chars[0] == span[0] and chars[1] >= span[1] and not text[span[1]:chars[1]].strip()
+
+
 def tokenize_with_assistant_labels(tokenizer, conversations: list[list[dict]], max_length: int | None = None) -> list[dict]:
     """Tokenize conversations for training with assistant-only labels.
 
@@ -313,17 +347,21 @@ def tokenize_with_assistant_labels(tokenizer, conversations: list[list[dict]], m
     batch = tokenizer([r.text for r in rendered], add_special_tokens=False, return_offsets_mapping=True,
                       return_attention_mask=False, truncation=max_length is not None, max_length=max_length)
     info = template_info(tokenizer)
+    markers = _markers(tokenizer)
     out = []
     for r, ids, offsets in zip(rendered, batch["input_ids"], batch["offset_mapping"]):
         starts, ends = [a for a, _ in offsets], [b for _, b in offsets]
         labels = [IGNORE_INDEX] * len(ids)
         for cs, ce in r.assistant_spans:
             lo, hi = _token_range(starts, ends, cs, ce)
+            if lo < hi and swallowed_header(r.text, offsets[lo], cs, markers):
+                lo += 1
             labels[lo:hi] = ids[lo:hi]
         eot_ok = bool(r.assistant_spans) and info.end_of_turn_id is not None
         for span in r.eot_spans:
             lo, hi = _token_range(starts, ends, *span) if span else (0, 0)
-            eot_ok = eot_ok and hi > lo and labels[hi - 1] == info.end_of_turn_id
+            eot_ok = (eot_ok and hi > lo and labels[hi - 1] == info.end_of_turn_id
+                      and eot_token_matches(r.text, offsets[hi - 1], span))
         per_role: dict[str, int] = {}
         for role, cs, ce in r.message_spans:
             lo, hi = _token_range(starts, ends, cs, ce)
@@ -380,6 +418,7 @@ def label_stats(tokenizer, rendered: list[Rendered]) -> list[dict]:
     fraction of the cost: a few ``char_to_token`` calls per message instead of Python lists of offsets, and
     each distinct text piece between special tokens encoded once per batch (:mod:`ftkit.piece_tokenize`)."""
     info = template_info(tokenizer)
+    markers = _markers(tokenizer)
     ok = [r for r in rendered if not r.error]
     encodings = iter(piece_encoder(tokenizer).encode_batch([r.text for r in ok])) if ok else iter(())
     out = []
@@ -395,10 +434,13 @@ def label_stats(tokenizer, rendered: list[Rendered]) -> list[dict]:
         n_labels = 0
         for cs, ce in r.assistant_spans:
             n_labels += count(cs, ce)
+            first = enc.char_to_token(cs)
+            if first is not None and swallowed_header(r.text, enc.token_to_chars(first), cs, markers):
+                n_labels -= 1
         eot_ok, last = bool(r.assistant_spans) and info.end_of_turn_id is not None, -1
         for span in r.eot_spans:
             k = last_of(*span) if span else None
-            eot_ok = eot_ok and k is not None and enc.token_to_chars(k) == span
+            eot_ok = eot_ok and k is not None and eot_token_matches(r.text, enc.token_to_chars(k), span)
             last = k if k is not None else last
         per_role: dict[str, int] = {}
         n_tokens = template_tokens = len(enc)
@@ -410,3 +452,12 @@ def label_stats(tokenizer, rendered: list[Rendered]) -> list[dict]:
         out.append({"n_tokens": n_tokens, "n_label_tokens": n_labels, "has_end_of_turn_label": eot_ok,
                     "tokens_per_role": per_role, "last_label_token": last})
     return out
+
+
+def template_fix(error: str) -> str:
+    """One sentence saying how to fix a conversation the chat template refused."""
+    if "alternate" in error.lower():
+        return ("this template requires user and assistant turns to alternate: merge consecutive turns of the same "
+                "role in the data, then re-run the data audit.")
+    return ("fix the conversation's roles or content in the data, or set base_model.chat_template to a template "
+            "that accepts it, then re-run the data audit.")

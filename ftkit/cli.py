@@ -139,9 +139,9 @@ def _finish_runs(engagement, outcomes) -> int:
     report = build_engagement_report(engagement)
     failed = [o for o in outcomes if not o.succeeded]
     for outcome in failed:
-        print(f"ftkit: phase '{outcome.phase}' {outcome.status}: {outcome.error}\n"
-              f"  the partial notebook is kept as evidence: {outcome.run_dir / (outcome.run_dir.parent.parent.name + '.ipynb')}",
-              file=sys.stderr)
+        kept = (f"\n  the partial notebook is kept as evidence: {outcome.notebook_path}"
+                if outcome.notebook_path and outcome.notebook_path.is_file() else "")
+        print(f"ftkit: phase '{outcome.phase}' {outcome.status}: {outcome.error}{kept}", file=sys.stderr)
     print(f"Engagement report: {report}")
     return 1 if failed else 0
 

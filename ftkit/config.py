@@ -4,6 +4,11 @@ Every setting is a dataclass field with ``metadata={"help": ...}`` (and ``choice
 of a few words). ``load_config`` reads the YAML, converts it field by field and reports *every* problem at
 once, each naming the dotted field, the bad value and the fix. ``templates/engagement.yaml`` documents the
 same fields in comments; a test keeps the two in step.
+
+Text settings are one line unless their metadata says ``multiline=True`` (objective, system prompt, notes):
+one-line text refuses control characters, line separators and bidi overrides, multi-line text keeps newline and
+tab only (``ftkit.safe_values.text_problem``), because these values end up in shell scripts, Modelfiles and
+spreadsheets.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftkit.errors import ConfigError
+from ftkit.safe_values import text_problem
 
 TASK_TYPES = ("classification", "structured_output", "free_text", "chat")
 DATA_FORMATS = ("auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv")
@@ -28,32 +34,35 @@ def _help(text: str, **extra) -> dict:
 
 @dataclass
 class ClientSettings:
-    name: str = field(default="", metadata=_help("Client's display name, shown in reports."))
-    slug: str = field(default="", metadata=_help("Folder name under engagements/ (set by `ftkit new`)."))
-    contact: str = field(default="", metadata=_help("Client contact for data questions."))
-    industry: str = field(default="", metadata=_help("Sector, e.g. retail banking; informs risk notes."))
+    name: str = field(default="", metadata=_help("Client's display name, shown on every report."))
+    slug: str = field(default="", metadata=_help("Folder name under engagements/ (set by `ftkit new`; do not edit)."))
+    contact: str = field(default="", metadata=_help("Who answers data questions on the client side."))
+    industry: str = field(default="", metadata=_help("Sector, e.g. \"retail banking\"; informs the risk register."))
 
 
 @dataclass
 class TaskSettings:
     type: str = field(default="structured_output", metadata=_help(
-        "What the model must do; selects metrics.", choices=TASK_TYPES))
+        "What the model must do: classification | structured_output | free_text | chat; "
+        "selects the metrics.", choices=TASK_TYPES))
     system_prompt: str = field(default="", metadata=_help(
-        "System prompt used by baseline, training, evaluation and serving (one template everywhere)."))
+        "One system prompt used by baseline, training, evaluation and serving.", multiline=True))
     label_field: str = field(default="", metadata=_help(
         "structured_output: JSON key of the answer that acts as the class label (stratified splits, "
         "per-class metrics). Leave empty when there is none."))
     labels: list[str] = field(default_factory=list, metadata=_help(
-        "Allowed labels for classification; empty = take them from the data."))
+        "For classification: allowed labels; empty = taken from the data."))
     json_schema: dict = field(default_factory=dict, metadata=_help(
         "structured_output: JSON Schema the answer must satisfy; empty = only check it is a JSON object."))
 
 
 @dataclass
 class SplitSettings:
-    train: float = field(default=0.8, metadata=_help("Fraction of examples for training."))
-    validation: float = field(default=0.1, metadata=_help("Fraction for validation (early stopping)."))
-    test: float = field(default=0.1, metadata=_help("Fraction held out for baseline and evaluation."))
+    train: float = field(default=0.8, metadata=_help("Fraction for training."))
+    validation: float = field(default=0.1, metadata=_help(
+        "Fraction for validation (early stopping, overfitting flag)."))
+    test: float = field(default=0.1, metadata=_help(
+        "Fraction held out for baseline and evaluation (never trained on)."))
     seed: int = field(default=42, metadata=_help("Seed of the split; same seed + same data = same split."))
 
     def __post_init__(self):
@@ -64,26 +73,31 @@ class SplitSettings:
 
 @dataclass
 class ColumnSettings:
-    prompt: str = field(default="", metadata=_help("CSV/TSV column holding the user's input."))
-    completion: str = field(default="", metadata=_help("CSV/TSV column holding the expected answer."))
-    system: str = field(default="", metadata=_help("Optional CSV/TSV column with a per-row system prompt."))
+    prompt: str = field(default="", metadata=_help("Column with the user's input."))
+    completion: str = field(default="", metadata=_help("Column with the expected answer."))
+    system: str = field(default="", metadata=_help("Optional column with a per-row system prompt."))
 
 
 @dataclass
 class DataSettings:
     files: list[str] = field(default_factory=list, metadata=_help(
-        "Client training data, relative to the engagement folder (copied into data/ by `ftkit new`)."))
+        "Client data files, relative to this folder (`ftkit new --data` copies them into data/)."))
     test_files: list[str] = field(default_factory=list, metadata=_help(
-        "Optional client-provided test set; when given it is the test split and leakage is checked."))
-    format: str = field(default="auto", metadata=_help("File format; auto-detected by default.", choices=DATA_FORMATS))
-    columns: ColumnSettings = field(default_factory=ColumnSettings, metadata=_help("Column mapping for CSV/TSV."))
-    split: SplitSettings = field(default_factory=SplitSettings, metadata=_help("Train/validation/test split."))
+        "Optional client-provided test set: used as the test split, leakage is checked."))
+    format: str = field(default="auto", metadata=_help(
+        "File format: auto | chat | alpaca | sharegpt | prompt_completion | csv (auto = "
+        "detected).", choices=DATA_FORMATS))
+    columns: ColumnSettings = field(default_factory=ColumnSettings, metadata=_help(
+        "CSV/TSV only: which columns hold what."))
+    split: SplitSettings = field(default_factory=SplitSettings, metadata=_help(
+        "Deterministic split: same data + same seed = same split."))
     max_seq_length: int = field(default=1024, metadata=_help(
-        "Longest example in tokens; longer ones are flagged (truncation risk)."))
+        "Longest example in tokens: longer ones are flagged as truncation risk; sets training's length."))
     near_duplicate_threshold: float = field(default=0.85, metadata=_help(
-        "Jaccard similarity (0-1) above which two examples count as near-duplicates."))
-    redact_pii: bool = field(default=False, metadata=_help("Also write a PII-redacted copy of the splits."))
-    min_examples: int = field(default=100, metadata=_help("Fewer valid examples than this blocks the audit."))
+        "Jaccard similarity (0-1) above which two examples are near-duplicates."))
+    redact_pii: bool = field(default=False, metadata=_help("Also write PII-redacted copies of the splits."))
+    min_examples: int = field(default=100, metadata=_help(
+        "Fewer valid examples than this blocks the audit (and so training)."))
 
 
 @dataclass
@@ -96,12 +110,26 @@ class BaseModelSettings:
         "Allow model code from the hub to run. Off unless the client approved it."))
     candidates: list[str] = field(default_factory=list, metadata=_help(
         "Other base models the baseline phase should also score and compare."))
+    chat_template: str = field(default="", metadata=_help(
+        "Chat template for a base model without one (or to replace the model's): a shipped name (chatml, llama3, "
+        "gemma, mistral, phi3) or a .jinja file path (relative to the engagement folder). Empty = the model's own; "
+        "for a model without one ftkit picks the family template whose special tokens the vocabulary has, else "
+        "ChatML with added tokens, and says why."))
+
+    def __post_init__(self):
+        from ftkit.chat_plan import SHIPPED_TEMPLATES
+
+        value = (self.chat_template or "").strip()
+        if value and value not in SHIPPED_TEMPLATES and not value.endswith((".jinja", ".j2", ".txt")):
+            raise ValueError(f"chat_template must be one of {', '.join(SHIPPED_TEMPLATES)} or a path to a .jinja "
+                             f"file, got {self.chat_template!r}")
+        self.chat_template = value
 
 
 @dataclass
 class OpenAIBackendSettings:
     base_url: str = field(default="", metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1."))
-    model: str = field(default="", metadata=_help("Model name at that endpoint."))
+    model: str = field(default="", metadata=_help("Judge model name (a strong model; not the one being judged)."))
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
         "NAME of the environment variable that holds the key. The key itself is never written anywhere."))
 
@@ -191,52 +219,60 @@ class AcceptanceCriterion:
 @dataclass
 class EvaluationSettings:
     acceptance: list[AcceptanceCriterion] = field(default_factory=list, metadata=_help(
-        "Go/no-go criteria, each {metric, min|max}."))
-    ab_items: int = field(default=40, metadata=_help("Items in the blind A/B rating sheet."))
-    probe_set: str = field(default="", metadata=_help("General-knowledge probe file for forgetting; empty = shipped one."))
-    llm_judge: bool = field(default=False, metadata=_help("Also ask a judge model via the openai backend."))
+        "Go/no-go criteria, e.g. [{metric: accuracy, min: 0.8}, {metric: regressions, max: 5}]."))
+    ab_items: int = field(default=40, metadata=_help("Items in the blind A/B rating sheet for human reviewers."))
+    probe_set: str = field(default="", metadata=_help(
+        "General-knowledge probe file for the forgetting check; empty = the shipped one."))
+    llm_judge: bool = field(default=False, metadata=_help(
+        "Also ask a judge model through the openai backend (prompt recorded)."))
     judge: OpenAIBackendSettings = field(default_factory=OpenAIBackendSettings, metadata=_help(
         "Judge endpoint for llm_judge; empty base_url/model = use baseline.openai."))
     ab_ratings_dir: str = field(default="reviews/ab", metadata=_help(
-        "Folder (relative to the engagement) where reviewers' filled A/B CSV files are put; read on every run."))
-    seed: int = field(default=0, metadata=_help("Seed of the A/B sheet order and the bootstrap resamples."))
-    n_bootstrap: int = field(default=1000, metadata=_help("Bootstrap resamples for confidence intervals."))
+        "Put reviewers' filled A/B CSV files here (relative to this folder); read on every run."))
+    seed: int = field(default=0, metadata=_help("Seed of the A/B sheet order and of the bootstrap resamples."))
+    n_bootstrap: int = field(default=1000, metadata=_help("Bootstrap resamples for the 95 % confidence intervals."))
     regression_margin: float = field(default=0.1, metadata=_help(
         "Per-example score drop (0-1) that counts as a regression for continuous metrics; for right/wrong "
         "metrics every right -> wrong counts."))
     max_iterations: int = field(default=3, metadata=_help(
-        "Training iterations after which a model that is still not significantly better means: stop."))
+        "After this many training runs without a significant gain the verdict says stop."))
     compare_iterations: int = field(default=2, metadata=_help(
-        "Earlier succeeded training runs to compare with the newest (0 = none)."))
+        "Earlier succeeded training runs compared with the newest (0 = none)."))
     probe_max_new_tokens: int = field(default=24, metadata=_help(
-        "Answer length cap (tokens) for the forgetting probe; its answers are one word or number."))
-    examples_shown: int = field(default=8, metadata=_help("Side-by-side examples shown in the report."))
+        "Answer length cap (tokens) for the forgetting probe; its answers are a word or number."))
+    examples_shown: int = field(default=8, metadata=_help(
+        "Side-by-side baseline vs fine-tuned examples shown in the report."))
 
 
 @dataclass
 class DeploymentSettings:
-    monthly_requests: int = field(default=100_000, metadata=_help("Expected production requests per month."))
-    input_tokens_per_request: int = field(default=0, metadata=_help("0 = from the data audit."))
-    output_tokens_per_request: int = field(default=0, metadata=_help("0 = from the data audit."))
-    peak_concurrency: int = field(default=8, metadata=_help("Simultaneous requests at peak."))
-    context_length: int = field(default=0, metadata=_help("Serving context in tokens (0 = training max_seq_length)."))
-    serving_dtype: str = field(default="bf16", metadata=_help("bf16, fp16, int8 or int4.",
+    monthly_requests: int = field(default=100_000, metadata=_help(
+        "Expected production requests per month (drives sizing and cost)."))
+    input_tokens_per_request: int = field(default=0, metadata=_help(
+        "Prompt tokens per request; 0 = from the data audit."))
+    output_tokens_per_request: int = field(default=0, metadata=_help(
+        "Answer tokens per request; 0 = from the data audit."))
+    peak_concurrency: int = field(default=8, metadata=_help(
+        "Simultaneous requests at peak (drives KV-cache memory)."))
+    context_length: int = field(default=0, metadata=_help("Serving context in tokens; 0 = training max_seq_length."))
+    serving_dtype: str = field(default="bf16", metadata=_help(
+        "Weight precision when serving: bf16 | fp16 | int8 | int4.",
                                                               choices=("bf16", "fp16", "int8", "int4")))
     retrain_every_months: int = field(default=3, metadata=_help("Planned retraining cadence."))
     always_on: bool = field(default=True, metadata=_help(
         "Self-hosted GPUs run 24/7 (730 h/month); false = billed only for the hours the volume needs "
         "(scale to zero)."))
     gpu: str = field(default="", metadata=_help(
-        "GPU to size and cost for (a name from templates/serving_prices.yaml); empty = cheapest that fits."))
+        "GPU to size and cost for (name in templates/serving_prices.yaml); empty = cheapest that fits."))
     export_merged: bool = field(default=True, metadata=_help(
-        "Merge the LoRA adapter into the base model for handover (false = ship base + adapter only)."))
+        "Merge the LoRA adapter into the base model for handover; false = ship base + adapter."))
     equivalence_prompts: int = field(default=4, metadata=_help(
-        "Test prompts used to prove the exported model answers like base + adapter."))
+        "Test prompts that prove the exported model answers like base + adapter."))
     uat_log: str = field(default="serving/uat_requests.jsonl", metadata=_help(
         "Where `ftkit serve` appends each request and answer (relative to the engagement; the format "
         "`ftkit monitor` reads); empty = no log."))
     drift_psi_alert: float = field(default=0.25, metadata=_help(
-        "Population stability index above which `ftkit monitor` raises a drift alert (0.1 = watch)."))
+        "Population stability index above which `ftkit monitor` alerts (0.1 = watch)."))
 
 
 @dataclass
@@ -245,42 +281,46 @@ class ComplianceSettings:
         "Regimes that apply: hipaa, gdpr, data_residency, pci_dss, soc2, eu_ai_act, ccpa.",
         item_choices=COMPLIANCE_FRAMEWORKS))
     allow_external_providers: bool = field(default=True, metadata=_help(
-        "May training data be sent to a managed fine-tuning provider?"))
+        "May data go to a managed fine-tuning provider? false forces self-hosting."))
     data_residency: str = field(default="", metadata=_help("Region data must stay in, e.g. EU; empty = none."))
 
 
 @dataclass
 class BudgetSettings:
-    total_usd: float = field(default=0.0, metadata=_help("Budget for compute and provider fees (0 = not set)."))
-    gpu_memory_gb: float = field(default=24.0, metadata=_help("Memory of the largest GPU available for training."))
-    weeks: int = field(default=0, metadata=_help("Calendar weeks available (0 = not set)."))
+    total_usd: float = field(default=0.0, metadata=_help("Budget for compute and provider fees; 0 = not set."))
+    gpu_memory_gb: float = field(default=24.0, metadata=_help(
+        "Memory of the largest GPU available for training (QLoRA if the model does not fit)."))
+    weeks: int = field(default=0, metadata=_help("Calendar weeks available; 0 = not set."))
 
 
 @dataclass
 class SuitabilitySettings:
     needs_fresh_facts: bool = field(default=False, metadata=_help(
-        "Answers depend on new or changing facts, citations or real-time information."))
+        "Answers depend on new/changing facts, citations or real-time data (points to RAG)."))
     prompt_engineering_tried: bool = field(default=False, metadata=_help(
-        "A documented prompt-engineering attempt exists (prompts and results)."))
-    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got."))
-    requirements_stable: bool = field(default=True, metadata=_help("The desired behaviour is settled."))
+        "A documented prompt-engineering attempt exists (try that first)."))
+    prompt_engineering_notes: str = field(default="", metadata=_help("What was tried and how far it got.",
+                                                                     multiline=True))
+    requirements_stable: bool = field(default=True, metadata=_help(
+        "The desired behaviour is settled (false: fine-tuning would chase a moving target)."))
     strict_output_format: bool = field(default=False, metadata=_help("A format/schema must be followed every time."))
     specialised_domain: bool = field(default=False, metadata=_help("Specialised vocabulary or domain behaviour."))
     style_or_voice: bool = field(default=False, metadata=_help("A style or brand voice must be kept."))
     high_volume: bool = field(default=False, metadata=_help(
-        "High request volume, where shorter prompts or a smaller model cut cost/latency."))
+        "High volume, where shorter prompts or a smaller model cut cost and latency."))
     narrow_task: bool = field(default=False, metadata=_help("A narrow task with consistent input -> output."))
     quality_examples: int = field(default=0, metadata=_help(
-        "Quality examples available (0 = count the data files)."))
+        "Quality examples available; 0 = count the records in data files."))
     base_model_params_b: float = field(default=0.0, metadata=_help(
-        "Base model size in billions of parameters (0 = look it up from base_model)."))
+        "Base model size in billions of parameters; 0 = look it up from base_model."))
 
 
 @dataclass
 class EngagementConfig:
-    schema_version: int = field(default=1, metadata=_help("engagement.yaml format version."))
+    schema_version: int = field(default=1, metadata=_help("Format version of this file; leave as is."))
     client: ClientSettings = field(default_factory=ClientSettings, metadata=_help("Who the work is for."))
-    objective: str = field(default="", metadata=_help("The business objective in one or two sentences."))
+    objective: str = field(default="", metadata=_help(
+        "The business objective in one or two sentences (goes on the report cover).", multiline=True))
     task: TaskSettings = field(default_factory=TaskSettings, metadata=_help("The task the model performs."))
     data: DataSettings = field(default_factory=DataSettings, metadata=_help("Client data and how to split it."))
     base_model: BaseModelSettings = field(default_factory=BaseModelSettings, metadata=_help("The base model."))
@@ -291,7 +331,7 @@ class EngagementConfig:
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings, metadata=_help("Compliance."))
     budget: BudgetSettings = field(default_factory=BudgetSettings, metadata=_help("Budget and hardware."))
     suitability: SuitabilitySettings = field(default_factory=SuitabilitySettings, metadata=_help(
-        "Answers to the suitability questionnaire."))
+        "Answers to the suitability questionnaire (phase 1)."))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,6 +418,11 @@ def _scalar(tp, value, where: str, meta) -> tuple[Any, list[str]]:
         choices = meta.get("choices") if meta else None
         if choices and value not in choices:
             return None, [f"{where}: {value!r} is not one of {', '.join(choices)}"]
+        # Free text ends up in shell comments, Modelfiles and reports: refuse control characters at the source
+        # (only settings marked multiline keep line breaks and tabs); see ftkit/safe_values.py.
+        problem = text_problem(value, multiline=bool(meta and meta.get("multiline")))
+        if problem:
+            return None, [f"{where}: {_show(value)} {problem}"]
         return value, []
     return value, []
 
@@ -418,7 +463,18 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path) -> EngagementConfig:
-    return parse_config(load_yaml(path), source=str(path))
+    config = parse_config(load_yaml(path), source=str(path))
+    _anchor_chat_template(config, Path(path).parent)
+    return config
+
+
+def _anchor_chat_template(config, folder: Path) -> None:
+    """A relative ``base_model.chat_template`` file path is relative to the engagement folder (where the yaml is)."""
+    from ftkit.chat_plan import SHIPPED_TEMPLATES
+
+    value = config.base_model.chat_template
+    if value and value not in SHIPPED_TEMPLATES and not Path(value).is_absolute():
+        config.base_model.chat_template = str((folder / value).resolve())
 
 
 def to_dict(config) -> dict:

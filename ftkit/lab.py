@@ -6,13 +6,14 @@ with `ftkit run` are evidence (the reports say so).
 """
 from __future__ import annotations
 
-import shutil
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from ftkit.engagement import Engagement
-from ftkit.errors import FtkitError
+from ftkit.errors import MissingDependency
 from ftkit.phases import ordered
 from ftkit.resources import notebooks_dir
 
@@ -48,7 +49,28 @@ def prepare_lab(engagement: Engagement) -> Path:
     return folder
 
 
+# Nothing leaves the machine: no news feed (jupyterlab.github.io), no update check (pypi.org), and an extension
+# manager that lists installed extensions without searching PyPI.
+OFFLINE_ARGS = ("--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly")
+
+
+def lab_command(folder: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    """The JupyterLab command line for ``folder``: offline (``OFFLINE_ARGS``), and ``--allow-root`` when running
+    as root (containers, CI), where JupyterLab otherwise refuses to start ("Running as root is not
+    recommended")."""
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *OFFLINE_ARGS]
+    if running_as_root():
+        command.append("--allow-root")
+    return command + list(extra)
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def launch_lab(folder: Path) -> int:
-    if shutil.which("jupyter") is None:
-        raise FtkitError("JupyterLab is not on PATH; install ftkit's dependencies (pip install -e .) and retry.")
-    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"])
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise MissingDependency("jupyterlab", "`ftkit lab`", "pip install -e . (ftkit's dependencies include it)")
+    return subprocess.call(lab_command(folder))

@@ -8,18 +8,18 @@ functions and hands its finding to ``run.finding``.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftkit.config import EngagementConfig, load_config
+from ftkit.display import embed_figures_as_png, show_png
 from ftkit.engagement import Engagement
 from ftkit.errors import PhaseFailed
 from ftkit.findings import Finding
 from ftkit.fsutil import atomic_write_json, read_json, sha256_file
+from ftkit.safe_values import markdown_text  # client text in Markdown output: no links, no raw HTML
 from ftkit.phases import get_phase
 
 RESULTS_FILE = "results.json"
@@ -55,10 +55,11 @@ class PhaseRun:
         config = load_config(snapshot if snapshot.is_file() else engagement.config_path)
         run = cls(phase_obj.name, engagement, run_path, config, dict(params or {}),
                   started_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        if show:
+        embed_figures_as_png()  # figures displayed any way end up as images in report.html
+        if show:  # the interpreter path is machine-local: the manifest records it, the report does not show it
             run._show_markdown(
-                f"**Client:** {html.escape(config.client.name or engagement.slug)} · **phase:** {phase_obj.title} · "
-                f"**run:** `{run.run_id}` · **Python:** `{sys.executable}`")
+                f"**Client:** {markdown_text(config.client.name or engagement.slug)} · **phase:** {phase_obj.title} · "
+                f"**run:** `{run.run_id}`")
         return run
 
     @property
@@ -114,11 +115,26 @@ class PhaseRun:
         path = self.run_dir / REPERFORMANCE_OF_FILE
         return (read_json(path).get("upstream") or {}) if path.is_file() else {}
 
-    def upstream(self, phase: str) -> dict:
-        """The latest succeeded results.json of ``phase``; its hash is recorded as an input."""
+    def upstream_payload(self, phase: str) -> dict:
+        """The latest succeeded results.json of ``phase`` as written (a dict); its hash is recorded as an input.
+
+        Phase code reads :meth:`upstream` (typed) instead; this is for readers of the file's envelope.
+        """
         path = self.upstream_dir(phase) / RESULTS_FILE
         self.record_input(path)
         return read_json(path)
+
+    def upstream(self, phase: str):
+        """The latest succeeded results of ``phase``, typed (its ``PhaseResults`` dataclass).
+
+        The file's hash is recorded as an input. PhaseFailed naming the phase to re-run when that run was
+        written before typed results, by an older schema version, or lacks a field.
+        """
+        from ftkit.phase_results import load
+
+        run_dir = self.upstream_dir(phase)
+        return load(phase, self.upstream_payload(phase), self.engagement.slug,
+                    where=f"the latest '{get_phase(phase).name}' run ({run_dir.name})")
 
     def upstream_file(self, phase: str, name: str) -> Path:
         """An artefact of the upstream phase's latest run, recorded as an input."""
@@ -145,11 +161,7 @@ class PhaseRun:
         tmp = path.with_suffix(".tmp.png")
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
         os.replace(tmp, path)
-        try:
-            from IPython.display import display
-            display(fig)
-        except ImportError:
-            pass
+        show_png(path)  # the saved file itself, so the report shows it whatever matplotlib backend is active
         import matplotlib.pyplot as plt
         plt.close(fig)
         return path
@@ -159,16 +171,50 @@ class PhaseRun:
         item = Finding(severity, code, message, next_step)
         self.findings.append(item)
         icon = {"info": "ℹ️", "warning": "⚠️", "blocking": "⛔"}[severity]
-        extra = f" **Next:** {html.escape(next_step)}" if next_step else ""
-        self._show_markdown(f"{icon} **{severity.upper()}** `{code}`: {html.escape(message)}{extra}")
+        extra = f" **Next:** {markdown_text(next_step)}" if next_step else ""
+        self._show_markdown(f"{icon} **{severity.upper()}** `{code}`: {markdown_text(message)}{extra}")
 
-    def finish(self, headline: dict, results: dict | None = None, summary: str = "", tell_client: str = "",
-               next_steps: list[str] | None = None, blocks_downstream: str = "") -> Path:
+    def record(self, section) -> None:
+        """Show and record one section: its tables, notes, figures (saved) and findings, in that order.
+
+        ``section`` is a :class:`ftkit.section.Section`, or an iterable of findings (``Finding`` objects or
+        ``(severity, code, message, next_step)`` tuples). Returns None so a cell ending with it shows no repr.
+        """
+        from ftkit.section import Section, as_findings
+
+        if not isinstance(section, Section):
+            section = Section(findings=as_findings(section))
+        if section.tables:
+            from ftkit.display import show_table
+
+            for t in section.tables:
+                show_table(t.rows, t.columns, t.caption)
+        for line in section.notes:
+            print(line)
+        for name, fig in section.figures:
+            self.save_figure(fig, name)
+        for f in section.findings:
+            self.finding(f.severity, f.code, f.message, f.next_step)
+
+    def finish(self, headline=None, results: dict | None = None, summary: str = "", tell_client: str = "",
+               next_steps: list[str] | None = None, blocks_downstream: str = "") -> None:
         """Write results.json (atomically). Call once, as the notebook's last step.
 
-        ``blocks_downstream``: a non-empty reason makes the runner refuse every phase that depends on this
-        one (e.g. a blocked data audit), quoting the reason.
+        ``headline``: the phase's typed results (a :class:`ftkit.phase_results.PhaseResults`; headline,
+        results and schema come from it), or a plain headline dict with ``results`` beside it (ad-hoc
+        notebooks). ``blocks_downstream``: a non-empty reason makes the runner refuse every phase that
+        depends on this one (e.g. a blocked data audit), quoting the reason. Returns None, so a notebook
+        ending with this call shows no stray repr; the file is ``run.results_path``.
         """
+        from ftkit.phase_results import PhaseResults
+
+        schema = None
+        if isinstance(headline, PhaseResults):
+            typed = headline
+            if typed.PHASE != self.phase:
+                raise PhaseFailed(f"{type(typed).__name__} holds '{typed.PHASE}' results, but this is the "
+                                  f"'{self.phase}' phase.")
+            headline, results, schema = typed.headline_row(), typed.to_results(), typed.schema()
         from ftkit.environment import torch_runtime
 
         self.provenance["torch"] = torch_runtime()  # determinism settings and threads, as this kernel had them
@@ -178,7 +224,7 @@ class PhaseRun:
             "client": self.engagement.slug,
             "started_utc": self.started_utc,
             "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "headline": headline,
+            "headline": headline or {},
             "summary": summary,
             "results": results or {},
             "findings": [f.to_dict() for f in self.findings],
@@ -189,11 +235,16 @@ class PhaseRun:
             "provenance": self.provenance,
             "params": self.params,
         }
-        path = atomic_write_json(self.run_dir / RESULTS_FILE, payload)
+        if schema:
+            payload["schema"] = schema
+        atomic_write_json(self.results_path, payload)
         lines = [f"### What to tell the client\n{tell_client}" if tell_client else "",
                  "### What to do next\n" + "\n".join(f"1. {s}" for s in next_steps) if next_steps else ""]
         self._show_markdown("\n\n".join(x for x in lines if x))
-        return path
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / RESULTS_FILE
 
     @staticmethod
     def _show_markdown(text: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 
+from ftkit.chat_format import template_fix
 from ftkit.errors import DataError
 
 
@@ -96,10 +97,12 @@ def make_spec(train: list[dict], shots: int, system_prompt: str = "", seed: int 
 
 def build_messages(record: dict, spec: PromptSpec) -> list[dict]:
     """Chat messages for ``record``: system, shots, then the record's own turns without the reference."""
+    from ftkit.chat_plan import with_system
+
     context, _ = split_record(record)
-    own_system = [m for m in context if m.get("role") == "system"]
-    system = own_system[0]["content"] if own_system else spec.system_prompt
-    messages = [{"role": "system", "content": system}] if system else []
+    system = with_system(context, spec.system_prompt)  # the record's own system prompt, else the engagement's
+    messages = [{"role": "system", "content": m["content"]} for m in system
+                if m.get("role") == "system" and m.get("content")][:1]
     for shot in spec.shots:
         messages += [_plain(m) for m in shot["messages"]]
     return messages + [_plain(m) for m in context if m.get("role") != "system"]
@@ -114,9 +117,14 @@ def _plain(message: dict) -> dict:
 def render(tokenizer, messages: list[dict]) -> str:
     """The exact prompt text the model sees (chat template + generation prompt)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise DataError("The base model's tokenizer has no chat template; use an instruct/chat model or set one "
-                        "with `tokenizer.chat_template = ...` before the baseline.")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from ftkit.chat_plan import plan_chat
+
+        plan_chat(tokenizer)  # a base model without a template: the same default every phase picks
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as err:  # noqa: BLE001 - templates raise anything (TemplateError from raise_exception)
+        raise DataError(f"The chat template cannot render this prompt ({str(err).splitlines()[0][:160]}); "
+                        f"{template_fix(str(err))}") from None
 
 
 def build_prompts(records: list[dict], spec: PromptSpec, tokenizer=None) -> list[PromptItem]:
@@ -155,11 +163,13 @@ def read_records(path) -> list[dict]:
     """Records of a split file written by the data audit (JSONL), with errors that name the line."""
     from ftkit.fsutil import read_jsonl
 
+    from pathlib import Path
+
     rows = []
     for number, record in read_jsonl(path, "re-run the data audit."):
-        if not isinstance(record, dict) or "messages" not in record:
-            raise DataError(f"{path} line {number}: expected an object with 'messages'; re-run the data audit.")
-        record.setdefault("id", str(number))
+        if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
+            raise DataError(f"{path} line {number}: expected an object with a 'messages' list; re-run the data audit.")
+        record.setdefault("id", f"{Path(path).stem}-{number}")  # the audit writes ids; this only covers hand edits
         rows.append(record)
     return rows
 
@@ -170,8 +180,14 @@ def preview(config, spec: PromptSpec, record: dict, tokenizer=None) -> dict:
     For the local backend pass the base model's tokenizer; HTTP endpoints apply their own template, so the
     messages are recorded instead.
     """
+    plan = {}
+    if tokenizer is not None:
+        from ftkit.chat_plan import prepare_tokenizer
+
+        plan = prepare_tokenizer(tokenizer, config).to_dict()  # the same template every phase renders with
     [item] = build_prompts([record], spec, tokenizer)
     out = prompt_record(spec, tokenizer, item)
+    out["chat_plan"] = plan
     n_tokens = len(tokenizer(item.text, add_special_tokens=False)["input_ids"]) if tokenizer else None
     out.update({"backend": config.baseline.backend, "example_messages": item.messages, "n_prompt_tokens": n_tokens})
     return out

@@ -30,32 +30,43 @@ def save_answers(config_path: Path, answers: dict) -> None:
 
 
 def questionnaire(config_path: Path):
-    """A widget box with one control per suitability question and a Save button."""
+    """A widget box with one question per suitability setting and a Save button.
+
+    Each question is its full help text on its own line (an HTML label that wraps) above an unlabelled control:
+    ipywidgets cuts a ``description`` to a fixed width ("prompt_e…", "quality_ex…"), so none is used for text.
+    """
+    import html
+
     import ipywidgets as w
 
     current = (load_yaml(config_path) or {}).get("suitability", {}) or {}
-    controls = {}
+    controls, rows = {}, []
+    full = w.Layout(width="100%")
     for fld in dataclasses.fields(SuitabilitySettings):
         value = current.get(fld.name, fld.default)
-        label = fld.metadata["help"]
         if fld.type in ("bool", bool):
-            controls[fld.name] = w.Checkbox(value=bool(value), description=label, indent=False,
-                                            layout=w.Layout(width="100%"))
+            control = w.Checkbox(value=bool(value), indent=False, layout=w.Layout(width="auto"))
         elif fld.type in ("int", int):
-            controls[fld.name] = w.IntText(value=int(value or 0), description=fld.name)
+            control = w.IntText(value=int(value or 0), layout=w.Layout(width="12em"))
         elif fld.type in ("float", float):
-            controls[fld.name] = w.FloatText(value=float(value or 0), description=fld.name)
+            control = w.FloatText(value=float(value or 0), layout=w.Layout(width="12em"))
         else:
-            controls[fld.name] = w.Textarea(value=str(value or ""), description=fld.name, layout=w.Layout(width="100%"))
+            control = w.Textarea(value=str(value or ""), layout=full)
+        controls[fld.name] = control
+        label = w.HTML(f"<b>{html.escape(fld.metadata['help'])}</b> <code>{fld.name}</code>", layout=full)
+        rows.append(w.VBox([label, control], layout=w.Layout(width="100%", margin="0 0 .6em 0")))
     status = w.HTML()
-    save = w.Button(description="Save answers to engagement.yaml", button_style="primary")
+    save = w.Button(description="Save answers to engagement.yaml", button_style="primary",
+                    layout=w.Layout(width="auto"))
 
     def on_save(_):
         try:
             save_answers(config_path, {name: c.value for name, c in controls.items()})
             status.value = "Saved. Re-run the phase with <code>ftkit run ... --phase suitability</code> for evidence."
         except ConfigError as err:
-            status.value = f"<b>Not saved:</b> {err}"
+            status.value = f"<b>Not saved:</b> {html.escape(str(err))}"
 
     save.on_click(on_save)
-    return w.VBox([w.HTML("<h3>Suitability questionnaire</h3>"), *controls.values(), save, status])
+    box = w.VBox([w.HTML("<h3>Suitability questionnaire</h3>"), *rows, save, status], layout=full)
+    box.controls = controls  # for callers (and tests) that fill answers programmatically
+    return box

@@ -3,7 +3,9 @@
 Four answers a client's sponsor reads first: should we fine-tune (suitability), did it work (evaluation
 verdict and action), by how much (key metrics, baseline vs fine-tuned with 95 % CIs), and what does it cost to
 run (deployment plan: self-hosted vs managed per month, break-even). Each is ``None`` when its phase has not
-run yet, so the page says "not run yet" instead of guessing. Pure functions over dicts: no I/O, no heavy imports.
+run yet, so the page says "not run yet" instead of guessing. Pure functions over the results.json payloads, read
+through each phase's typed results (``ftkit.phase_results``: the headline is recomputed from the typed fields);
+payloads written before typed results are read leniently, so older engagements still get a report.
 
 >>> recommendation(None) is None
 True
@@ -13,6 +15,16 @@ True
 from __future__ import annotations
 
 VERDICT_LABELS = {"go": "GO", "no_go": "NO-GO", "pending": "PENDING"}
+
+
+def _view(phase: str, payload: dict) -> tuple[dict, dict]:
+    """(headline, results) of a phase's payload: from its typed results when it has a schema, else as written."""
+    from ftkit.phase_results import load_or_none
+
+    typed = load_or_none(phase, payload) if payload.get("schema") else None
+    if typed is None:
+        return payload.get("headline") or {}, payload.get("results") or {}
+    return typed.headline_row(), typed.to_results()
 
 
 def executive_summary(results: dict[str, dict | None]) -> dict:
@@ -27,7 +39,7 @@ def executive_summary(results: dict[str, dict | None]) -> dict:
 def recommendation(suitability: dict | None) -> dict | None:
     if not suitability:
         return None
-    head, res = suitability.get("headline") or {}, suitability.get("results") or {}
+    head, res = _view("suitability", suitability)
     return {"recommendation": head.get("recommendation") or res.get("recommendation") or "unknown",
             "method": head.get("method") or res.get("method") or "",
             "hosting": head.get("hosting") or res.get("hosting") or "",
@@ -39,8 +51,8 @@ def recommendation(suitability: dict | None) -> dict | None:
 def data_verdict(data_audit: dict | None) -> dict | None:
     if not data_audit:
         return None
-    head = data_audit.get("headline") or {}
-    splits = (data_audit.get("results") or {}).get("splits") or {}
+    head, res = _view("data_audit", data_audit)
+    splits = res.get("splits") or {}
     return {"verdict": head.get("verdict", "unknown"), "n_valid": head.get("n_valid"), "splits": splits,
             "summary": data_audit.get("summary", "")}
 
@@ -49,14 +61,14 @@ def evaluation_verdict(evaluation: dict | None) -> dict | None:
     """go / no_go / pending, the action, why, and the acceptance criteria rows."""
     if not evaluation:
         return None
-    head = evaluation.get("headline") or {}
-    nested = (evaluation.get("results") or {}).get("verdict")
+    head, res = _view("evaluation", evaluation)
+    nested = res.get("verdict")
     nested = nested if isinstance(nested, dict) else {"verdict": nested}
     verdict = head.get("verdict") or nested.get("verdict") or "unknown"
     return {"verdict": verdict, "label": VERDICT_LABELS.get(verdict, str(verdict).upper()),
             "action": head.get("action") or nested.get("action") or "",
             "why": nested.get("why") or evaluation.get("summary", ""),
-            "criteria": nested.get("criteria") or [], "iteration": (evaluation.get("results") or {}).get("iteration")}
+            "criteria": nested.get("criteria") or [], "iteration": res.get("iteration")}
 
 
 def key_metrics(baseline: dict | None, evaluation: dict | None) -> dict | None:
@@ -66,16 +78,13 @@ def key_metrics(baseline: dict | None, evaluation: dict | None) -> dict | None:
     baseline's own metrics with the fine-tuned side empty.
     """
     if evaluation:
-        rows = _paired_rows((evaluation.get("results") or {}).get("metrics") or {})
-        headline = (evaluation.get("headline") or {}).get("headline_metric", "")
-        n = (evaluation.get("headline") or {}).get("n_test")
-        source = "evaluation"
+        head, res = _view("evaluation", evaluation)
+        rows = _paired_rows(res.get("metrics") or {})
+        headline, n, source = head.get("headline_metric", ""), head.get("n_test"), "evaluation"
     elif baseline:
-        metrics = ((baseline.get("results") or {}).get("metrics") or {})
-        rows = _baseline_rows(metrics.get("metrics") or {})
-        headline = (baseline.get("headline") or {}).get("headline_metric", "")
-        n = (baseline.get("headline") or {}).get("n_test")
-        source = "baseline"
+        head, res = _view("baseline", baseline)
+        rows = _baseline_rows((res.get("metrics") or {}).get("metrics") or {})
+        headline, n, source = head.get("headline_metric", ""), head.get("n_test"), "baseline"
     else:
         return None
     rows.sort(key=lambda r: r["metric"] != headline)  # stable: the headline metric first, the rest as recorded
@@ -111,15 +120,15 @@ def cost_summary(deployment: dict | None) -> dict | None:
     """Self-hosted monthly cost, the managed alternatives (allowed ones first, cheapest first), break-even."""
     if not deployment:
         return None
-    res = deployment.get("results") or {}
+    head, res = _view("deployment_plan", deployment)
     cost, sizing = res.get("cost") or {}, res.get("sizing") or {}
     own = cost.get("self_hosted") or {}
     managed = sorted(cost.get("managed") or [], key=lambda r: (not r.get("allowed", True), r.get("usd") or 0))
     best = next((r for r in managed if r.get("allowed", True)), None)
-    monthly = own.get("usd", (deployment.get("headline") or {}).get("monthly_cost_usd"))
+    monthly = own.get("usd", head.get("monthly_cost_usd"))
     return {"volume": cost.get("volume"), "gpu": own.get("gpu") or sizing.get("gpu_label", ""),
             "replicas": own.get("replicas"), "self_hosted_usd": monthly, "busy_share": own.get("busy_share"),
-            "serving": (deployment.get("headline") or {}).get("serving", ""), "managed": managed,
+            "serving": head.get("serving", ""), "managed": managed,
             "cheapest": cost.get("cheapest", ""), "best_managed": best,
             "break_even": _break_even_text(best, cost.get("volume")),
             "external_allowed": cost.get("external_allowed", True)}

@@ -45,6 +45,7 @@ class RunOutcome:
     duration_s: float = 0.0
     headline: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)  # seconds: execute, report, manifest
+    notebook_path: Path | None = None  # the executed notebook (kept as evidence, also when the run failed)
 
     @property
     def succeeded(self) -> bool:
@@ -67,19 +68,50 @@ def notebook_for(phase: Phase, engagement: Engagement | None = None) -> Path:
     return path
 
 
+def _ancestors(phase: Phase) -> list[str]:
+    """Every phase ``phase`` depends on, directly or through others (data_audit for evaluation)."""
+    from ftkit.phases import get_phase
+
+    seen: list[str] = []
+    todo = list(phase.upstream)
+    while todo:
+        name = todo.pop(0)
+        if name not in seen:
+            seen.append(name)
+            todo += list(get_phase(name).upstream)
+    return seen
+
+
 def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = frozenset()) -> None:
-    """Refuse a phase whose upstream phases have no succeeded run (or blocked), saying what to run first."""
-    for name in phase.upstream:
-        if name in planned:
-            continue
+    """Refuse a phase whose upstream phases have no succeeded run, or whose latest run of any phase it depends on
+    (directly or not) blocks it (a data audit with verdict blocked), saying why and what to re-run. ``planned``:
+    phases that will run before this one in the same invocation (not checked yet: they have not run)."""
+    ancestors = [name for name in _ancestors(phase) if name not in planned]
+    for name in reversed(ancestors):  # the earliest blocking phase first: its reasons are the root cause
         run_dir = engagement.latest_run_dir(name)
-        if run_dir is None:
-            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
-                              f"ftkit run {engagement.slug} --phase {name}")
-        results = read_json(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+        results = read_json(run_dir / RESULTS_FILE) if run_dir and (run_dir / RESULTS_FILE).is_file() else {}
         if results.get("blocks_downstream"):
             raise PhaseFailed(f"Phase '{phase.name}' cannot start: the latest '{name}' run ({run_dir.name}) "
-                              f"blocks it: {results['blocks_downstream']}")
+                              f"blocks it: {results['blocks_downstream']}. Fix that, then re-run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
+    for name in phase.upstream:
+        if name not in planned and engagement.latest_run_dir(name) is None:
+            raise PhaseFailed(f"Phase '{phase.name}' needs a succeeded '{name}' run first. Run: "
+                              f"ftkit run {engagement.slug} --phase {name}")
+
+
+def check_acceptance_metrics(config, source: Path) -> None:
+    """Refuse acceptance criteria naming a metric the evaluation will not produce for this task type, before
+    training spends an hour: a ConfigError lists each bad ``evaluation.acceptance[i].metric`` and the valid
+    names (the evaluation phase checks the same names again against its measured evidence)."""
+    from ftkit.errors import ConfigError
+    from ftkit.evaluation.verdict import check_criteria
+    from ftkit.metrics import metric_names
+
+    try:
+        check_criteria(config.evaluation.acceptance, {"metrics": dict.fromkeys(metric_names(config.task))})
+    except ConfigError as err:
+        raise ConfigError(err.problems, source=str(source)) from None
 
 
 def run_phases(engagement: Engagement, names: list[str] | None = None, overrides: dict | None = None,
@@ -87,17 +119,21 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
                on_event: Callable[[str], None] | None = None) -> list[RunOutcome]:
     """Run the named phases (all by default) in order under the engagement lock; stop at the first failure."""
     phases = ordered(names)
-    load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
+    config = load_config(engagement.config_path)  # a malformed engagement.yaml is reported before any run starts
     planned = {p.name for p in phases}
     for phase in phases:  # pre-flight: refuse now rather than after an hour of earlier phases
         check_upstream(engagement, phase, planned=planned)
+    if "evaluation" in planned:
+        check_acceptance_metrics(config, engagement.config_path)
     overrides = dict(overrides or {})
     per_phase = _split_overrides(engagement, phases, overrides)
     outcomes = []
     with engagement_lock(engagement.lock_path, purpose="ftkit run " + " ".join(p.name for p in phases)):
         recover_abandoned_runs(engagement)
         for phase in phases:
-            check_upstream(engagement, phase, planned=planned & {o.phase for o in outcomes if o.succeeded})
+            # Phases already run in this invocation are checked like any other: a blocked audit that "succeeded"
+            # as a notebook still refuses what follows, with its own reasons.
+            check_upstream(engagement, phase, planned=planned - {o.phase for o in outcomes} - {phase.name})
             if on_event:
                 on_event(f"{phase.folder}: running")
             outcome = run_phase(engagement, phase, per_phase[phase.name], cell_timeout_s, progress)
@@ -252,7 +288,8 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
                        manifest_sha256=sha256_file(run_dir / MANIFEST_FILE), error=error[:500])
     t_manifest = time.perf_counter() - t2
     return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,
-                      results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest})
+                      results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest},
+                      notebook_path=output_nb)
 
 
 def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagement, params: dict,

@@ -110,3 +110,18 @@ def test_demo_suitability_leaves_the_evidence(tmp_path):
     assert ftkit("verify", "demo", "--root", str(tmp_path / "eng")).returncode == 0
     again = ftkit("demo", "--root", str(tmp_path / "eng"), "--phase", "suitability")  # reuses, adds a run
     assert again.returncode == 0 and len(list((demo / "phases" / "01_suitability" / "runs").iterdir())) == 2
+
+
+def test_failed_run_names_the_executed_notebook_it_kept(make_engagement):
+    from engagement_helpers import fork_notebook
+
+    engagement = make_engagement(n=30)
+    fork_notebook(engagement, "01_suitability", ["raise RuntimeError('the client data is not what we expected')"])
+    result = ftkit("run", engagement.slug, "--phase", "suitability", "--root", str(engagement.path.parent))
+    assert result.returncode == 1
+    _no_traceback(result)
+    [run_dir] = [p for p in (engagement.path / "phases" / "01_suitability" / "runs").iterdir()]
+    kept = run_dir / "01_suitability.ipynb"
+    assert kept.is_file()
+    assert f"the partial notebook is kept as evidence: {kept}" in result.stderr
+    assert "RuntimeError: the client data is not what we expected" in result.stderr

@@ -30,6 +30,30 @@ def test_every_setting_is_documented_in_the_template():
     assert undocumented == []
 
 
+def test_template_comments_are_the_help_texts():
+    # Help texts live once, in the dataclass metadata; the template's comments are generated from them.
+    from ftkit.config_template import synced
+
+    text = (templates_dir() / "engagement.yaml").read_text()
+    _, changed = synced(text)
+    assert changed == [], (f"templates/engagement.yaml comments differ from the help texts of {changed}: run "
+                           f"`python -m ftkit.config_template` to rewrite them (edit the help in ftkit/config.py)")
+
+
+def test_template_sync_rewrites_only_comments_and_catches_a_drifted_one():
+    from ftkit.config_template import help_texts, synced
+
+    text = (templates_dir() / "engagement.yaml").read_text()
+    drifted = text.replace("# Fraction for training.", "# share of examples for training")
+    assert drifted != text
+    fixed, changed = synced(drifted)
+    assert changed == ["data.split.train"] and fixed == text
+    helps = {**help_texts(), "data.split.train": 'Training share; "#" is not a comment inside quotes.'}
+    rewritten, changed = synced(text, helps)
+    assert changed == ["data.split.train"] and yaml.safe_load(rewritten) == yaml.safe_load(text)
+    assert '    train: 0.8                  # Training share; "#" is not a comment' in rewritten
+
+
 def test_all_problems_are_reported_at_once_with_field_and_value():
     data = yamlio.safe_load((templates_dir() / "engagement.yaml").read_text())
     data["task"]["type"] = "sumarisation"

@@ -219,8 +219,11 @@ def test_phase_sections_link_the_latest_notebook_report_and_embed_figures(engage
     assert "The data can be used." in audit  # what to tell the client
     run_dir = engagement.latest_run_dir("data_audit")
     hrefs = re.findall(r'href="([^"#]+)"', section(html, "02_data_audit"))
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    assert figures
+    # Each figure also links to its PNG file, so a reader can open it at full size (no script, no data: URL).
     assert {(engagement.report_dir / h).resolve() for h in hrefs} == {run_dir / "report.html",
-                                                                      run_dir / "02_data_audit.ipynb"}
+                                                                      run_dir / "02_data_audit.ipynb", *figures}
     assert 'src="data:image/png;base64,' in section(html, "02_data_audit")
 
 
@@ -352,3 +355,54 @@ def test_pdf_export_without_a_browser_names_what_to_install(engagement_with, mon
     assert not (engagement.report_dir / "engagement.pdf").exists()
     assert main(["report", engagement.slug, "--root", str(engagement.root), "--pdf"]) == 1
     assert (engagement.report_dir / "index.html").is_file()  # the HTML report is still rebuilt
+
+
+def test_phase_table_shows_labelled_rounded_values_not_raw_keys(engagement_with):
+    engagement = engagement_with(*RESULTS)
+    html = build_engagement_report(engagement).read_text()
+    table = section(html, "summary-phases", "<h2")
+    rows = {text(r).split(" ", 1)[0]: text(re.search(r'<td class="headline">(.*?)</td>', r, re.S).group(1))
+            for r in re.findall(r"<tr>(.*?)</tr>", table, re.S) if 'class="headline"' in r}
+    assert "verdict: ready with warnings" in rows["2."] and "test examples: 68" in rows["2."]
+    assert "95 % CI: [0.353, 0.471]" in rows["3."] and "headline value: 0.412" in rows["3."]
+    assert "validation loss after: 0.113" in rows["4."]
+    assert "monthly cost: $547.50" in rows["6."]
+    shown = " ".join(rows.values())
+    for raw in ("ci_low", "ci_high", "final_val_loss", "monthly_cost_usd", "n_test", "ready_with_warnings"):
+        assert raw not in shown, raw
+
+
+def test_headline_items_round_label_and_merge_the_ci():
+    from ftkit.reports import headline_items
+
+    items = headline_items({"headline_value": 0.41234, "ci_low": 0.3, "ci_high": 0.5, "resumed_from_step": None,
+                            "overfitting": True, "monthly_cost_usd": 1234.5, "some_new_key": 2.0})
+    assert [(i["label"], i["value"]) for i in items] == [
+        ("headline value", "0.412"), ("95 % CI", "[0.300, 0.500]"), ("overfitting", "yes"),
+        ("monthly cost", "$1,234.50"), ("some new key", "2.000")]
+
+
+def _with_hosting(make_engagement, client: str, suitability_results: dict, managed_allowed: bool = True,
+                  managed_usd=None):
+    engagement = make_engagement(client, n=40)
+    suitability = {**SUITABILITY, "results": {**SUITABILITY["results"], **suitability_results}}
+    cost = json.loads(json.dumps(DEPLOYMENT["results"]["cost"]))
+    for row in cost["managed"]:
+        row["allowed"] = managed_allowed
+        row["usd"] = managed_usd or row["usd"]
+    record_run(engagement, "suitability", suitability)
+    record_run(engagement, "deployment_plan", {**DEPLOYMENT, "results": {**DEPLOYMENT["results"], "cost": cost}})
+    return text(card(build_engagement_report(engagement).read_text(), "summary-cost"))
+
+
+def test_cost_card_says_why_self_hosting_when_a_managed_option_is_cheaper(make_engagement):
+    reason = "Compliance (gdpr) makes sending data to a provider a legal question."
+    shown = _with_hosting(make_engagement, "gdpr", {"hosting": "self_hosted", "hosting_reason": reason})
+    assert ("Why self-hosted: Together AI Llama 3.1 8B + LoRA (serverless) costs $4.71/month against $547.50 "
+            f"self-hosted, but self-hosting was chosen: {reason}") in shown
+    forbidden = _with_hosting(make_engagement, "closed", {"hosting": "self_hosted"}, managed_allowed=False)
+    assert "Why self-hosted:" in forbidden and "compliance.allow_external_providers is false" in forbidden
+    free = _with_hosting(make_engagement, "free", {"hosting": "managed_or_self_hosted"})
+    assert "Cheaper option:" in free and "no compliance setting rules it out" in free
+    dear = _with_hosting(make_engagement, "dear", {"hosting": "self_hosted"}, managed_usd=900.0)
+    assert "Why self-hosted" not in dear and "Cheaper option" not in dear

@@ -234,3 +234,15 @@ def test_findings_are_computed_from_the_numbers():
     clean = evaluate([pred(i, answer, answer) for i in range(50)],
                      TaskSettings(type="structured_output", json_schema=SCHEMA))
     assert findings.stop_behaviour(clean, 32)[0] == "info" and findings.precision_of_estimate(clean) is None
+
+
+@pytest.mark.parametrize("task", [TaskSettings(type="classification", labels=["a", "b"]),
+                                  TaskSettings(type="structured_output"),
+                                  TaskSettings(type="structured_output", label_field="category"),
+                                  TaskSettings(type="free_text"), TaskSettings(type="chat")],
+                         ids=["classification", "structured", "structured+label_field", "free_text", "chat"])
+def test_metric_names_known_before_running_are_what_evaluate_reports(task):
+    from ftkit.metrics import metric_names
+
+    rows = [pred(0, '{"category": "a"}', '{"category": "a"}', label="a"), pred(1, "b", '{"category": "b"}', label="b")]
+    assert metric_names(task) == list(evaluate(rows, task, n_boot=20).statistics)

@@ -84,13 +84,26 @@ def test_preview_records_token_count(tiny_model_dir):
     assert json.dumps(out)  # prompt.json must serialise
 
 
-def test_render_without_chat_template_says_what_to_do(tiny_model_dir):
+def test_render_without_chat_template_uses_the_default_every_phase_picks(tiny_model_dir):
     from ftkit.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     tokenizer.chat_template = None
-    with pytest.raises(DataError, match="no chat template"):
-        render(tokenizer, [{"role": "user", "content": "hi"}])
+    text = render(tokenizer, [{"role": "user", "content": "hi"}])
+    # the vocabulary has ChatML's turn tokens and no other family's: ChatML, with the generation prompt
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer._ftkit_chat_plan[1].template_source == "default:chatml"
+
+
+def test_render_a_template_refusal_is_one_sentence_with_the_fix(tiny_model_dir):
+    from ftkit.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    tokenizer.chat_template = ("{% for m in messages %}{% if loop.index0 and m.role == messages[loop.index0 - 1].role %}"
+                               "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
+                               "{{ m.content }}{% endfor %}")
+    with pytest.raises(DataError, match="merge consecutive turns"):
+        render(tokenizer, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
 
 
 def test_record_without_a_reference_is_a_data_error():

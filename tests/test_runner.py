@@ -140,6 +140,24 @@ def test_blocked_upstream_refuses_downstream(make_engagement):
         run_phases(engagement, ["baseline"], progress=False)
 
 
+def test_blocked_audit_in_the_same_run_refuses_what_follows_with_its_own_reasons(make_engagement, tiny_model_dir):
+    """The real audit notebook on data that blocks (too few examples), then `ftkit run` carries on to the
+    baseline in the same invocation: refused with the audit's reason and the re-run command, not a downstream
+    error, and no baseline or training run is started. Later phases (evaluation: through baseline and training)
+    are refused by the same blocked audit."""
+    engagement = make_engagement(n=30, base_model=str(tiny_model_dir), settings={"data.min_examples": 500})
+    with pytest.raises(PhaseFailed) as info:
+        run_phases(engagement, ["data_audit", "baseline", "training"], progress=False)
+    message = str(info.value)
+    assert "Phase 'baseline' cannot start" in message and "data.min_examples is 500" in message
+    assert f"ftkit run {engagement.slug} --phase data_audit" in message
+    assert "empty" not in message
+    assert engagement.run_ids("baseline") == [] and engagement.run_ids("training") == []
+    assert len(engagement.run_ids("data_audit")) == 1
+    with pytest.raises(PhaseFailed, match="latest 'data_audit' run .* blocks it"):
+        run_phases(engagement, ["evaluation"], progress=False)
+
+
 def test_malformed_engagement_yaml_is_reported_before_running(make_engagement):
     engagement = make_engagement()
     engagement.config_path.write_text("task:\n  type: poetry\ntraining: {epochs: lots}\n")
@@ -147,6 +165,26 @@ def test_malformed_engagement_yaml_is_reported_before_running(make_engagement):
         run_phases(engagement, ["suitability"], progress=False)
     assert "task.type" in str(info.value) and "training.epochs" in str(info.value)
     assert engagement.run_ids("suitability") == []
+
+
+def test_acceptance_metric_names_are_checked_before_any_phase_runs(make_engagement):
+    # Demo task: structured_output. 'acuracy' is a typo and 'accuracy' is a classification metric; both would
+    # otherwise surface only at the end of the evaluation, after data audit, baseline and training ran.
+    engagement = make_engagement(settings={"evaluation.acceptance": [
+        {"metric": "acuracy", "min": 0.8}, {"metric": "field_accuracy", "min": 0.6}, {"metric": "accuracy", "min": 0.5},
+        {"metric": "delta_field_accuracy", "min": 0.0}, {"metric": "win_rate", "min": 0.5}]})
+    with pytest.raises(ConfigError) as info:
+        run_phases(engagement, progress=False)
+    text = str(info.value)
+    assert str(engagement.config_path) in text
+    assert "evaluation.acceptance[0].metric: unknown metric 'acuracy'" in text
+    assert "evaluation.acceptance[2].metric: unknown metric 'accuracy'" in text
+    assert "acceptance[1]" not in text and "acceptance[3]" not in text and "acceptance[4]" not in text
+    assert "valid metrics:" in text and "json_validity" in text and "delta_field_accuracy" in text
+    assert all(engagement.run_ids(p) == [] for p in ("suitability", "data_audit", "baseline"))
+    # Phases before the evaluation alone are not refused: the criteria can still be fixed before it runs.
+    [outcome] = run_phases(engagement, ["suitability"], progress=False)
+    assert outcome.succeeded and outcome.notebook_path == outcome.run_dir / "01_suitability.ipynb"
 
 
 def test_killed_run_is_marked_abandoned_and_rerun_succeeds(make_engagement):

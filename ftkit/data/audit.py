@@ -206,8 +206,11 @@ def _token_checks(examples: list[tuple[dict, Any]], opts: AuditOptions) -> list[
     """Render through the chat template, count tokens per role and label tokens; flag label-coverage failures."""
     from ftkit.chat_format import label_stats, render_with_spans
 
+    from ftkit.chat_plan import with_system
+
     tok = opts.tokenizer
-    rendered = render_with_spans(tok, [ex.messages for _, ex in examples])
+    # Rendered as training renders them: with the engagement's system prompt where a record has none.
+    rendered = render_with_spans(tok, [with_system(ex.messages, opts.system_prompt) for _, ex in examples])
     stats = label_stats(tok, rendered)
     issues = []
     for (meta, ex), r, st in zip(examples, rendered, stats):

@@ -40,8 +40,10 @@ def check_report(result: AuditResult) -> dict:
 
 def format_summary(result: AuditResult) -> str:
     """Human-readable summary: counts, issues per check with the fix, a few example rows, the verdict."""
+    from ftkit.safe_values import one_line
+
     summary = result.files[0]
-    lines = [f"ftkit data check: {summary.path}"]
+    lines = [f"ftkit data check: {one_line(summary.path)}"]
     if not summary.readable:
         problem = next((i for i in result.issues if i.line == 0 and i.severity == "error"), None)
         lines.append(f"  cannot read this file: {problem.message if problem else 'no records'}")
@@ -67,8 +69,9 @@ def format_summary(result: AuditResult) -> str:
         lines.append("  first issues (all of them: --json OUT):")
         for i in worst:
             where = f"line {i.line}" if i.line else "file"
-            excerpt = f"  | {i.excerpt}" if i.excerpt else ""
-            lines.append(f"    {where:<11} {i.severity:<8} {i.code}: {i.message[:160]}{excerpt[:100]}")
+            # Client text goes to a terminal: control characters (ESC sequences) shown escaped, never sent raw.
+            excerpt = f"  | {one_line(i.excerpt)}" if i.excerpt else ""
+            lines.append(f"    {where:<11} {i.severity:<8} {i.code}: {one_line(i.message[:160])}{excerpt[:100]}")
     verdict = "FAILED: fix the errors above" if result.count("error") else \
         ("OK with warnings" if result.count("warning") else "OK")
     lines.append(f"  verdict: {verdict}")

@@ -1,20 +1,26 @@
 """The data audit phase's building blocks: what ``notebooks/02_data_audit.ipynb`` calls, one function per section.
 
 Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples whose sentences are computed
-from this client's numbers; the notebook hands them to ``run.finding``. Figures are matplotlib (imported
-inside the functions).
+from this client's numbers, and the ``*_section`` functions a :class:`ftkit.section.Section`; the notebook hands
+either to ``run.record``. Figures are matplotlib (imported inside the functions). The verdict is decided once,
+after every section (:func:`verdict`), and both the data card and ``DataAuditResults`` state it.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.data.audit import AuditOptions, AuditResult, audit_files
 from ftkit.data.checks import CHECKS
 from ftkit.data.record_checks import TaskContext
 from ftkit.data.stats import suggest_max_seq_length
+from ftkit.phase_results import PhaseResults, described
 
 MAX_ERROR_SHARE = 0.2  # more records with errors than this blocks: the file needs fixing, not filtering
+LABEL_ERROR_BLOCK_SHARE = 0.5  # share of examples (0-1) with empty/stopless labels at which the audit blocks
+IMBALANCE_WARN = 10  # largest label count / smallest label count (ratio) from which imbalance is a warning
+SYSTEM_PROMPTS_WARN = 5  # more distinct system prompts than this is a warning (1 is the norm; a few may be intended)
 PERSONAL_DATA_FRAMEWORKS = {"gdpr", "hipaa", "pci_dss", "ccpa"}
 
 
@@ -22,25 +28,40 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f} %" if whole else "0 %"
 
 
-def load_base_tokenizer(config):
-    """The base model's tokenizer, or (None, why) when it cannot be loaded (token checks are then skipped)."""
-    from ftkit.errors import FtkitError
+def load_base_tokenizer(config, engagement_dir=None):
+    """The base model's tokenizer with the engagement's chat template installed (``ftkit.chat_plan``), or
+    (None, why) when it cannot be loaded (token checks are then skipped)."""
+    from ftkit.chat_plan import prepare_tokenizer
+    from ftkit.errors import ConfigError, FtkitError
     from ftkit.models.loading import load_tokenizer
 
     try:
         tok = load_tokenizer(config.base_model.id, config.base_model.revision, config.base_model.trust_remote_code)
     except FtkitError as err:
         return None, str(err)
-    if not getattr(tok, "is_fast", False) or not tok.chat_template:
-        return None, f"the tokenizer of {config.base_model.id} is not a fast tokenizer with a chat template"
+    if not getattr(tok, "is_fast", False):
+        return None, f"the tokenizer of {config.base_model.id} is not a fast tokenizer"
+    try:
+        prepare_tokenizer(tok, config, engagement_dir)
+    except ConfigError:
+        raise
+    except FtkitError as err:
+        return None, str(err)
     return tok, ""
+
+
+def chat_plan_of(tokenizer) -> dict:
+    """The recorded chat-template decision of a prepared tokenizer ({} when none was made)."""
+    cached = getattr(tokenizer, "_ftkit_chat_plan", None)
+    return cached[1].to_dict() if cached else {}
 
 
 def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> AuditResult:
     """Audit the engagement's data files (and test files) with the settings of engagement.yaml."""
     config = run.config
     d, task = config.data, config.task
-    tokenizer, why = load_base_tokenizer(config) if use_tokenizer else (None, "turned off (use_tokenizer=False)")
+    tokenizer, why = (load_base_tokenizer(config) if use_tokenizer
+                      else (None, "turned off (use_tokenizer=False)"))
     control = tuple(tokenizer.all_special_tokens) if tokenizer is not None else ()
     options = AuditOptions(
         fmt=d.format, columns={"prompt": d.columns.prompt, "completion": d.columns.completion, "system": d.columns.system},
@@ -51,6 +72,8 @@ def audit_engagement(run, use_tokenizer: bool = True, workers: int = 0) -> Audit
                                         "seed": d.split.seed}, workers=workers or None)
     result = audit_files(run.data_files(), options, test_files=run.data_files(test=True))
     result.tokenizer_note = why
+    if tokenizer is not None:
+        result.stats["chat_template"] = chat_plan_of(tokenizer)  # lands in results.json with the other stats
     return result
 
 
@@ -69,16 +92,36 @@ def files_findings(result: AuditResult) -> list[tuple]:
             problem = next((i for i in result.issues if i.file == f.path and i.line == 0), None)
             out.append(("blocking", "data.unreadable", f"{Path(f.path).name} cannot be read: "
                         f"{problem.message if problem else 'no records'}", CHECKS[problem.code].fix if problem else ""))
+    out += _no_record_passes(result)
     invalid = result.n_records - result.n_valid
     sev = "blocking" if result.n_records and invalid > MAX_ERROR_SHARE * result.n_records else \
         ("warning" if invalid else "info")
     out.append((sev, "data.valid", f"{result.n_valid:,} of {result.n_records:,} records ({_pct(result.n_valid, result.n_records)}) "
                 f"pass every check; {invalid:,} have errors and are left out of the splits.",
                 "Send the client issues.csv: every row names the line, the problem and the fix." if invalid else ""))
+    plan = result.stats.get("chat_template") or {}
+    if plan:
+        out.append(("info", "data.chat_template", plan["summary"],
+                    "Set base_model.chat_template in engagement.yaml to use another template." if
+                    plan["template_source"].startswith("default:") else ""))
     if result.tokenizer_note:
         out.append(("warning", "data.no_tokenizer", f"Token and label-coverage checks were skipped: {result.tokenizer_note}.",
                     "Make the base model available (or fix base_model.id) and re-run the audit."))
     return out
+
+
+def _no_record_passes(result: AuditResult) -> list[tuple]:
+    """One blocking finding, first, when no record passes and one check rejects them all (not one per row)."""
+    if not result.n_records or result.n_valid:
+        return []
+    errors = Counter(i.code for i in result.issues if i.severity == "error")
+    if not errors:
+        return []
+    code, n = errors.most_common(1)[0]
+    example = next(i for i in result.issues if i.code == code)
+    share = "every record" if n >= result.n_records else f"{n:,} of {result.n_records:,} records"
+    return [("blocking", "data.none_usable", f"No record can be used: {share} fail '{code}' (first at "
+             f"{Path(example.file).name} line {example.line}: {example.message[:200]}).", CHECKS[code].fix)]
 
 
 # -- 2. issues --------------------------------------------------------------------------------------------------
@@ -221,12 +264,34 @@ def token_findings(result: AuditResult, max_seq_length: int) -> list[tuple]:
         out.append(("info", "data.lengths", f"Every example fits max_seq_length {max_seq_length:,}; the longest has "
                     f"{max(counts):,} tokens, 99 % have at most {suggested:,}.", ""))
     label_errors = sum(1 for i in result.issues if i.code in ("labels.empty", "labels.no_end_of_turn"))
-    out.append(("blocking" if label_errors and label_errors >= 0.5 * (len(metas) + label_errors) else
+    out.append(("blocking" if label_errors and label_errors >= LABEL_ERROR_BLOCK_SHARE * (len(metas) + label_errors) else
                 ("warning" if label_errors else "info"), "data.label_coverage",
                 f"Label coverage: {len(metas):,} examples train on their answers including the end-of-turn token; "
                 f"{label_errors:,} would train on nothing or never learn to stop.",
                 "Check the chat template and the assistant turns of the flagged lines." if label_errors else ""))
     return out
+
+
+def tokens_section(result: AuditResult, max_seq_length: int):
+    """Section 5: token counts per example and role (table, figure) and the length / label-coverage findings."""
+    from ftkit.section import Section
+
+    sec = Section()
+    if result.stats.get("tokens_per_example"):
+        sec.table([{"": k, **v} for k, v in [("example", result.stats["tokens_per_example"])]
+                   + list(result.stats["tokens_per_role"].items())])
+        sec.figures.append(("tokens", token_figure(result, max_seq_length)))
+    return sec.add(*token_findings(result, max_seq_length))
+
+
+def consistency_section(result: AuditResult, config):
+    """Section 6: the label figure (when there are labels) and the consistency findings."""
+    from ftkit.section import Section
+
+    sec = Section()
+    if result.stats["labels"].get("n_labels"):
+        sec.figures.append(("labels", label_figure(result)))
+    return sec.add(*consistency_findings(result, config))
 
 
 # -- 6. labels and consistency --------------------------------------------------------------------------------
@@ -250,7 +315,7 @@ def consistency_findings(result: AuditResult, config) -> list[tuple]:
     labels = s["labels"]
     if labels.get("n_labels"):
         ratio = labels["imbalance_ratio"]
-        sev = "warning" if ratio >= 10 else "info"
+        sev = "warning" if ratio >= IMBALANCE_WARN else "info"
         out.append((sev, "data.imbalance", f"{labels['n_labels']} labels; the largest ('{labels['largest']}', "
                     f"{labels['counts'][labels['largest']]}) is {ratio}x the smallest ('{labels['smallest']}', "
                     f"{labels['counts'][labels['smallest']]}).",
@@ -260,7 +325,7 @@ def consistency_findings(result: AuditResult, config) -> list[tuple]:
                     "Check task.label_field / the answers."))
     sp = s["system_prompts"]
     if sp["distinct"] > 1:
-        out.append(("warning" if sp["distinct"] > 5 else "info", "data.system_prompts",
+        out.append(("warning" if sp["distinct"] > SYSTEM_PROMPTS_WARN else "info", "data.system_prompts",
                     f"{sp['distinct']} distinct system prompts; the most common is used in "
                     f"{sp['top'][0]['count']:,} examples.", "Use one system prompt (task.system_prompt) everywhere "
                     "unless the variation is intended."))
@@ -369,3 +434,78 @@ def verdict(result: AuditResult, config, findings) -> dict:
     warned = any(f.severity == "warning" for f in findings)
     name = "blocked" if reasons else ("ready_with_warnings" if warned else "ready")
     return {"verdict": name, "blocking_reasons": reasons}
+
+
+# -- sections 7 and the verdict as the contract of ftkit.section --------------------------------------------------
+
+def splits_and_cost(result: AuditResult, config):
+    """Section 7: split sizes per label and the cost estimate. value: the cost estimate (dict)."""
+    from ftkit.section import Section
+
+    cost = cost_estimate(result, config)
+    sec = Section(value=cost).table(splits_table(result)).add(*splits_findings(result))
+    return sec.table(cost_table(cost)).add(*cost_findings(cost))
+
+
+@dataclass
+class DataAuditResults(PhaseResults):
+    """What the data audit hands to baseline, training and the report (results.json ``results``)."""
+
+    PHASE = "data_audit"
+    SCHEMA_VERSION = 1
+
+    verdict: str = described("ready | ready_with_warnings | blocked (the data card states the same)")
+    blocking_reasons: list = described("why the audit is blocked (empty unless blocked)")
+    stats: dict = described("profile of the valid records: counts, token and character distributions, labels, "
+                            "duplicates, personal data", "tokens of the base model's tokenizer")
+    issue_counts: dict = described("issues per check code and level")
+    splits: dict = described("examples per split (train, validation, test)", "examples")
+    cost: dict = described("managed and self-hosted fine-tuning estimates", "USD")
+    files: dict = described("artefacts of this run (splits, issues.csv, data_card.md), relative to the run folder")
+    max_seq_length_suggested: int = described("the smallest round length covering the valid examples' token "
+                                              "counts; training uses it when training.max_seq_length is 0", "tokens")
+
+    @property
+    def blocked(self) -> bool:
+        return self.verdict == "blocked"
+
+    def headline_row(self) -> dict:
+        return {"verdict": self.verdict, "n_valid": self.stats["n_valid"], "n_train": self.splits.get("train", 0),
+                "n_test": self.splits.get("test", 0)}
+
+
+def results(run, result: AuditResult, decision: dict, cost: dict, paths: dict) -> DataAuditResults:
+    """The typed results; ``decision`` is :func:`verdict`'s, the same one the data card was written with."""
+    lengths = [m["n_tokens"] for m in result.metas if m.get("valid") and m.get("n_tokens")] or [0]
+    return DataAuditResults(
+        verdict=decision["verdict"], blocking_reasons=decision["blocking_reasons"], stats=result.stats,
+        issue_counts=result.issue_counts(), splits=result.split_counts(), cost=cost,
+        files={name: str(p.relative_to(run.run_dir)) for name, p in paths.items()},
+        max_seq_length_suggested=suggest_max_seq_length(lengths))
+
+
+TELL_CLIENT = {"ready": "The data is ready for fine-tuning.",
+               "ready_with_warnings": "The data can be used, with the issues listed in issues.csv worth fixing for "
+                                      "the next round.",
+               "blocked": "The data cannot be used yet: {reasons}."}
+
+
+def summary(r: DataAuditResults) -> str:
+    return f"{r.stats['n_valid']:,} of {r.stats['n_records']:,} records valid; verdict {r.verdict}."
+
+
+def what_to_tell_the_client(r: DataAuditResults) -> str:
+    tell = TELL_CLIENT[r.verdict].format(reasons="; ".join(r.blocking_reasons))
+    return tell + (f" {r.stats['n_errors']:,} errors and {r.stats['n_warnings']:,} warnings are listed line by line "
+                   f"in issues.csv.")
+
+
+def next_steps(r: DataAuditResults) -> list[str]:
+    if r.blocked:
+        return ["Send issues.csv to the client and re-run the audit on the corrected file."]
+    return ["Review the warnings in issues.csv with the client.", "Run the baseline phase on the test split."]
+
+
+def blocks_downstream(r: DataAuditResults) -> str:
+    """The reason later phases are refused (empty unless blocked)."""
+    return "; ".join(r.blocking_reasons) if r.blocked else ""

@@ -7,7 +7,6 @@ writing the splits is one sequential pass whatever the data size.
 """
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections import Counter
@@ -117,13 +116,13 @@ class AuditResult:
 
     def write_issues_csv(self, path: str | Path) -> Path:
         from ftkit.fsutil import atomic_write_text
+        from ftkit.safe_values import csv_text
 
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["file", "line", "severity", "code", "message", "excerpt", "fix"])
-        for i in self.issues:
-            writer.writerow([Path(i.file).name, i.line, i.severity, i.code, i.message, i.excerpt, CHECKS[i.code].fix])
-        return atomic_write_text(path, buf.getvalue())
+        # Excerpts and messages quote client text: csv_text neutralises formula-leading cells (CSV injection).
+        rows = ([Path(i.file).name, i.line, i.severity, i.code, i.message, i.excerpt, CHECKS[i.code].fix]
+                for i in self.issues)
+        header = ["file", "line", "severity", "code", "message", "excerpt", "fix"]
+        return atomic_write_text(path, csv_text(header, rows))
 
     def close(self) -> None:
         for spool in (self.spool, self.redacted_spool):

@@ -109,7 +109,11 @@ def load_trained(trained: TrainedModel, device: str = "cpu", dtype=None, trust_r
     if trained.kind == "adapter":
         from peft import PeftModel
 
+        from ftkit.chat_plan import fit_embeddings
+
         base = load_model(trained.base, trained.base_revision, trust_remote_code, device=device, dtype=dtype)
+        if trained.tokenizer_dir:  # turn tokens ftkit added for a base model: the adapter carries their rows
+            fit_embeddings(base, load_tokenizer(str(trained.tokenizer_dir)))
         try:
             model = PeftModel.from_pretrained(base, str(trained.weights_dir)).eval()
         except (OSError, ValueError, KeyError, RuntimeError) as err:

@@ -5,6 +5,8 @@ user must fix; the CLI turns those into a message.
 """
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -45,13 +47,13 @@ def serve_command(client: str, root: str | Path = "engagements", port: int = 800
     log_path = engagement.path / config.deployment.uat_log if config.deployment.uat_log else None
     server = ChatServer(chat_model, host, port, log_path, access_log=lambda line: print(line, file=sys.stderr, flush=True))
     url = server.base_url
+    body = shlex.quote(json.dumps({"model": chat_model.name, "messages": [{"role": "user", "content": "Hello"}]}))
     if host not in LOOPBACK:
         print(f"WARNING: listening on {host}: anyone who can reach this machine can use the model (no "
               f"authentication). Use 127.0.0.1 unless the network is trusted.", file=sys.stderr)
     print(f"Serving {trained.label} as '{chat_model.name}' at {url} (Ctrl-C to stop)\n"
           f"  requests are logged to {log_path or '(nowhere: deployment.uat_log is empty)'}\n"
-          f"  try: curl -s {url}/chat/completions -H 'Content-Type: application/json' -d "
-          f"'{{\"model\": \"{chat_model.name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n"
+          f"  try: curl -s {url}/chat/completions -H 'Content-Type: application/json' -d {body}\n"
           f"  as a backend: baseline.openai.base_url: {url} and baseline.openai.model: {chat_model.name}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -185,10 +185,7 @@ def volume_grid(volume: int, decades: int = 3, points_per_decade: int = 24) -> l
 def plot_break_even(option: GpuOption, prices: PriceTable, workload: Workload, always_on: bool = True):
     """Monthly cost against monthly requests (log-log): self-hosted steps vs managed lines; the client's
     volume marked. Returns a matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no matplotlib.use(): the kernel's inline backend stays active
 
     grid = volume_grid(workload.monthly_requests)
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -27,6 +27,7 @@ from pathlib import Path
 from ftkit.data.pii import mask
 from ftkit.errors import DataError
 from ftkit.fsutil import atomic_write_json, atomic_write_text
+from ftkit.safe_values import csv_text, csv_uncell
 
 SHEET_COLUMNS = ("item_id", "input", "output_1", "output_2", "choice", "comment")
 REQUIRED_COLUMNS = ("item_id", "choice")
@@ -80,12 +81,10 @@ def build_sheet(items: list[PairItem], n_items: int, seed: int = 0, context: dic
 def write_sheet(folder: str | Path, rows: list[dict], key: dict, title: str = "Blind A/B review") -> dict[str, Path]:
     """Write ``ab_sheet.csv``, ``ab_sheet.html`` and ``ab_key.json`` into ``folder``; returns their paths."""
     folder = Path(folder)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SHEET_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    # A UTF-8 BOM so Excel opens accented text correctly; read_sheet strips it again.
-    paths = {"csv": atomic_write_text(folder / "ab_sheet.csv", "\ufeff" + buffer.getvalue()),
+    # Inputs and outputs are client text and model output: csv_text neutralises formula-leading cells (CSV
+    # injection) and read_sheet removes the added ' again. A UTF-8 BOM so Excel opens accented text correctly;
+    # read_sheet strips it again.
+    paths = {"csv": atomic_write_text(folder / "ab_sheet.csv", "\ufeff" + csv_text(SHEET_COLUMNS, rows)),
              "html": atomic_write_text(folder / "ab_sheet.html", render_html(rows, key["sheet_id"], title)),
              "key": atomic_write_json(folder / "ab_key.json", key)}
     return paths
@@ -167,21 +166,26 @@ def _row_problem(item_id: str, raw: str, known: set, seen: dict, allow_partial: 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """Header and (line number, row) pairs; tolerates Excel's BOM and ';' or tab separators."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # not read_text: it turns a CR inside a quoted cell into LF
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (byte {err.start}); save it as 'CSV UTF-8' and retry") from None
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = []
-    for row in reader:
-        if not any((v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
-            continue  # blank spreadsheet line
-        rows.append((reader.line_num, row))
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        for row in reader:
+            if not any((v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
+                continue  # blank spreadsheet line
+            # Undo the ' that neutralises formula-leading cells (ours, or the HTML form's download).
+            rows.append((reader.line_num, {k: csv_uncell(v) if isinstance(v, str) else v for k, v in row.items()}))
+    except csv.Error as err:
+        raise DataError(f"{path}, line {reader.line_num}: not readable as CSV ({err}); save the sheet again as "
+                        f"'CSV UTF-8' from the spreadsheet program") from None
     return header, rows
 
 
@@ -300,7 +304,8 @@ judge them on the task, not on length or style. Your choices are kept in this br
   var store = "ftkit-ab-{{ sheet_id }}";
   var saved = JSON.parse(localStorage.getItem(store) || "{}");
   var items = Array.prototype.slice.call(document.querySelectorAll(".item"));
-  function q(s){return '"' + String(s).replace(/"/g, '""') + '"';}
+  // Every cell quoted; text a spreadsheet would run as a formula gets a leading ' (read_sheet removes it).
+  function q(s){s = String(s); if (/^[=+\\-@\\t\\r\\0]/.test(s)) s = "'" + s; return '"' + s.replace(/"/g, '""') + '"';}
   function read(){
     var out = {rater: document.getElementById("rater").value, items: {}};
     items.forEach(function(el){

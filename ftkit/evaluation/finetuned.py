@@ -41,10 +41,15 @@ def serving_tokenizer(config, training_dir: str | Path) -> tuple[object, bool]:
     from ftkit.models import load_tokenizer
 
     _, folder = output_folder(Path(training_dir))
+    from ftkit.chat_plan import prepare_tokenizer
+
     if any((folder / f).is_file() for f in TOKENIZER_FILES):
-        return load_tokenizer(str(folder)), True
-    bm = config.base_model
-    return load_tokenizer(bm.id, bm.revision, bm.trust_remote_code), False
+        tokenizer, saved = load_tokenizer(str(folder)), True  # carries the template training prepared
+    else:
+        bm = config.base_model
+        tokenizer, saved = load_tokenizer(bm.id, bm.revision, bm.trust_remote_code), False
+    prepare_tokenizer(tokenizer, config)  # records the plan; installs the engagement's template if none was saved
+    return tokenizer, saved
 
 
 def load_finetuned(config, training_dir: str | Path, device: str | None = None) -> FineTuned:
@@ -60,7 +65,10 @@ def load_finetuned(config, training_dir: str | Path, device: str | None = None) 
     else:
         from peft import PeftModel
 
+        from ftkit.chat_plan import fit_embeddings
+
         base = load_model(bm.id, bm.revision, bm.trust_remote_code, device=device)
+        fit_embeddings(base, tokenizer)  # turn tokens ftkit added: the adapter carries their embedding rows
         model = PeftModel.from_pretrained(base, str(folder)).eval()
     description = {"training_run": training_dir.name, "kind": kind, "path": str(folder),
                    "base_model": bm.id, "tokenizer_from": "training output" if has_tokenizer else "base model"}

@@ -1,7 +1,7 @@
 """Training health as the verdict sees it: the validation-loss trend and the training phase's overfitting flag.
 
 The training phase owns the loss curve and the flag; this module only reads them back (from
-``loss_history.json`` and ``results.json`` of the evaluated training run) and names the trend, so the
+``loss_history.json`` and the typed ``TrainingResults`` of the evaluated training run) and names the trend, so the
 verdict can tell "train differently" (overfitting, no learning) from "get better data".
 """
 from __future__ import annotations
@@ -52,23 +52,20 @@ def trend(losses: list[float]) -> str:
     return "flat"
 
 
-def overfitting_flag(training_results: dict) -> bool | None:
-    """The training phase's overfitting flag, wherever its results put it (None when it reported none)."""
-    for where in (training_results.get("results", {}), training_results.get("headline", {}), training_results):
-        value = where.get("overfitting") if isinstance(where, dict) else None
-        if isinstance(value, dict):
-            value = value.get("flag", value.get("overfitting"))
-        if isinstance(value, bool):
-            return value
-    return None
+def overfitting_flag(training) -> bool:
+    """The training phase's overfitting flag, read from its typed results (``TrainingResults.overfitting``)."""
+    return bool(training.overfitting["flag"])
 
 
-def summarise(training_results: dict, history) -> dict:
-    """What the evaluation shows and the verdict uses about training."""
+def summarise(training, history) -> dict:
+    """What the evaluation shows and the verdict uses about training.
+
+    ``training``: the evaluated run's typed results (``ftkit.training.phase.TrainingResults``).
+    """
     points = val_losses(history)
     losses = [v for _, v in points]
-    flag = overfitting_flag(training_results)
+    flag = overfitting_flag(training)
     return {"n_validations": len(points), "first_val_loss": losses[0] if losses else None,
             "best_val_loss": min(losses) if losses else None, "final_val_loss": losses[-1] if losses else None,
-            "val_loss_trend": trend(losses), "overfitting": bool(flag), "overfitting_reported": flag is not None,
+            "val_loss_trend": trend(losses), "overfitting": flag, "overfitting_reported": True,
             "steps": [s for s, _ in points], "val_losses": losses}

@@ -82,10 +82,7 @@ def _clip(text: str, limit: int = 240) -> str:
 
 def plot_comparison(rows: dict[str, dict], names: list[str]):
     """Grouped bars of baseline vs fine-tuned with 95 % CI whiskers for ``names`` (0-1 metrics)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no matplotlib.use(): the kernel's inline backend stays active
     import numpy as np
 
     names = [n for n in names if n in rows]

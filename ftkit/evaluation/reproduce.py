@@ -19,7 +19,7 @@ class BaselineSetup:
     """What the baseline ran, enough to run the fine-tuned model the same way."""
 
     run_id: str
-    results: dict  # the baseline's results.json
+    results: object  # the baseline's typed results (ftkit.baseline.phase.BaselineResults)
     prompt: dict  # its prompt.json
     predictions: list  # ftkit.generation.Prediction rows, in test order
     records: list[dict]  # the test records those predictions answer, same order
@@ -30,11 +30,11 @@ class BaselineSetup:
 
     @property
     def headline_metric(self) -> str:
-        return self.results["headline"]["headline_metric"]
+        return self.results.headline_metric
 
     @property
     def model_id(self) -> str:
-        return str(self.results["headline"].get("model", ""))
+        return str(self.results.model.get("name", ""))
 
 
 def load_baseline(run) -> BaselineSetup:
@@ -52,7 +52,7 @@ def load_baseline(run) -> BaselineSetup:
         raise PhaseFailed(f"The baseline answered {len(missing)} example(s) that are not in the latest data audit's "
                           f"test split ({', '.join(missing[:5])}): the data audit was re-run after the baseline. "
                           f"Re-run the baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
-    gen = results.get("results", {}).get("generation", {})
+    gen = results.generation
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
                       seed=prompt.get("seed", 0))
     return BaselineSetup(run.upstream_dir("baseline").name, results, prompt, predictions,

@@ -61,8 +61,27 @@ def round_trip(tokenizer, prompts: list, outputs: list[str]) -> dict:
         except Exception as err:  # noqa: BLE001 - templates raise anything; a failure to render is the finding
             failures.append({"id": item.id, "problem": f"the template cannot render the answer: {err}"})
             continue
-        if not full.startswith(expected):
+        if not _same_turn(full, item.text, output, eot):
             at = next((i for i, (a, b) in enumerate(zip(full, expected)) if a != b), min(len(full), len(expected)))
             failures.append({"id": item.id, "problem": f"renders differently from character {at}: "
                              f"{full[max(0, at - 30):at + 30]!r} vs {expected[max(0, at - 30):at + 30]!r}"})
     return {"checked": len(prompts), "failures": failures, "end_of_turn": eot}
+
+
+def _same_turn(full: str, prompt: str, output: str, eot: str) -> bool:
+    """The serving render of prompt + answer starts with the prompt, then the answer, then the end-of-turn marker.
+    Whitespace around the answer is the template's (Mistral writes " " + answer, Llama 3 and Gemma ``| trim`` it),
+    so it is not compared.
+
+    >>> _same_turn("[INST] q[/INST] ok</s>", "[INST] q[/INST]", "ok", "</s>")
+    True
+    >>> _same_turn("<s>[INST] q[/INST] ok</s>", "[INST] q[/INST]", "ok", "</s>")
+    False
+    """
+    if not full.startswith(prompt):
+        return False
+    rest = full[len(prompt):].lstrip()
+    answer = output.strip()
+    if not rest.startswith(answer):
+        return False
+    return rest[len(answer):].lstrip().startswith(eot) if eot else True

@@ -50,16 +50,22 @@ def _local(config, model_id: str, records: list[dict], spec: PromptSpec, length_
     from ftkit.models import load_model_and_tokenizer
     from ftkit.models.describe import describe_model
 
+    from ftkit.chat_plan import fit_embeddings, prepare_tokenizer
+    from ftkit.generation.local import greedy_overrides
+
     bm = config.base_model
     loaded = load_model_and_tokenizer(model_id, bm.revision if model_id == bm.id else "", bm.trust_remote_code)
+    plan = prepare_tokenizer(loaded.tokenizer, config)  # the engagement's template, as every phase renders it
+    fit_embeddings(loaded.model, loaded.tokenizer)
     prompts = build_prompts(records, spec, loaded.tokenizer)
     max_new = derive_max_new_tokens(config.baseline.max_new_tokens,
                                     reference_token_lengths(length_records, loaded.tokenizer))
     preds = generate_local(loaded.model, loaded.tokenizer, prompts, max_new, config.baseline.batch_size,
                            progress=progress)
-    described = {**describe_model(loaded.source), "device": loaded.device, "dtype": loaded.dtype}
+    described = {**describe_model(loaded.source), "device": loaded.device, "dtype": loaded.dtype,
+                 "chat_plan": plan.to_dict(), "generation_config_overridden": greedy_overrides(loaded.model)[1]}
     return GenerationRun(preds, prompts, described, loaded.tokenizer.chat_template or "", max_new,
-                         loaded.load_seconds)
+                         loaded.load_seconds, extra={"chat_plan": plan.to_dict()})
 
 
 def _openai(config, model_id: str, records: list[dict], spec: PromptSpec, length_records: list[dict],

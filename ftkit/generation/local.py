@@ -39,7 +39,40 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])
     special |= set(getattr(tokenizer, "added_tokens_encoder", {}))
     ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab and t in special)
+    if getattr(tokenizer, "chat_template", None):
+        from ftkit.chat_format import template_info
+
+        eot = template_info(tokenizer).end_of_turn_id  # whatever this template ends a turn with (from its render)
+        if eot is not None:
+            ids.add(eot)
     return sorted(ids)
+
+
+# generation_config settings that change what greedy decoding picks, and the value that turns each off. A model's
+# own generation_config.json (Qwen2.5: repetition_penalty 1.05) would otherwise apply silently to "greedy" scoring.
+GREEDY_NEUTRAL = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                  "num_beams": 1, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
+                  "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+                  "forced_eos_token_id": None, "sequence_bias": None, "temperature": None, "top_p": None,
+                  "top_k": None, "typical_p": None, "min_p": None, "epsilon_cutoff": None, "eta_cutoff": None}
+_SAMPLING_ONLY = {"temperature", "top_p", "top_k", "typical_p", "min_p", "epsilon_cutoff", "eta_cutoff"}
+
+
+def greedy_overrides(model) -> tuple[dict, dict]:
+    """(generate() kwargs that neutralise the model's own settings for greedy scoring, {name: the model's value}
+    for each one that was set, recorded so the report shows what was overridden).
+
+    Sampling-only settings (temperature, top_p, ...) mean nothing without sampling and are not listed.
+    """
+    gen = getattr(model, "generation_config", None)
+    overridden = {}
+    for name, neutral in GREEDY_NEUTRAL.items():
+        value = getattr(gen, name, None)
+        if name not in _SAMPLING_ONLY and value is not None and value != neutral and not (neutral == 0 and not value):
+            overridden[name] = value
+    if getattr(gen, "do_sample", False):
+        overridden["do_sample"] = True
+    return dict(GREEDY_NEUTRAL), overridden
 
 
 def length_sorted_batches(sizes: list[int], batch_size: int) -> list[list[int]]:
@@ -152,9 +185,11 @@ def _generate_batch(model, tokenizer, ids: list[list[int]], max_new_tokens: int,
         extra["past_key_values"] = cache
     started = time.perf_counter()
     with torch.inference_mode():
+        neutral = greedy_overrides(model)[0] if not do_sample else {}
         out = model.generate(input_ids=input_ids, attention_mask=torch.tensor(masks, device=device),
                              max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops,
-                             pad_token_id=pad_id, top_p=None, top_k=None, temperature=None, **extra)
+                             pad_token_id=pad_id, **{"top_p": None, "top_k": None, "temperature": None, **neutral},
+                             **extra)
     seconds = time.perf_counter() - started
     return out[:, input_ids.shape[1]:].tolist(), seconds  # (B, <= max_new_tokens) generated part
 

@@ -18,7 +18,7 @@ from ftkit.metrics import classification, common, free_text, structured
 from ftkit.metrics.bootstrap import N_BOOT, Statistic, bootstrap_ci, paired_bootstrap
 
 __all__ = ["HEADLINE", "MetricsReport", "N_BOOT", "Statistic", "TASK_METRICS", "bootstrap_ci", "evaluate",
-           "paired_bootstrap"]
+           "metric_names", "paired_bootstrap"]
 
 
 def _text_task(module) -> Callable:
@@ -35,6 +35,16 @@ TASK_METRICS: dict[str, Callable[[list, object], tuple[list[Statistic], dict]]] 
 }
 HEADLINE = {"classification": "accuracy", "structured_output": "field_accuracy", "free_text": "rouge_l",
             "chat": "rouge_l"}
+# The names evaluate() reports per task type, known before anything runs: `ftkit run` checks the acceptance
+# criteria against them in its pre-flight. tests/test_metrics.py compares them with what evaluate() returns.
+TASK_METRIC_NAMES = {
+    "classification": ("accuracy", "macro_f1", "format_compliance"),
+    "structured_output": ("json_validity", "schema_compliance", "field_accuracy", "exact_match", "format_compliance"),
+    "free_text": ("rouge_l", "bleu", "chrf", "exact_match", "format_compliance"),
+    "chat": ("rouge_l", "bleu", "chrf", "exact_match", "format_compliance"),
+}
+LABEL_FIELD_METRIC_NAMES = ("label_accuracy", "label_macro_f1")  # structured_output with task.label_field
+COMMON_METRIC_NAMES = ("runaway_rate", "length_ratio", "mean_output_tokens", "latency_p50_s", "latency_p95_s")
 _PER_EXAMPLE_DETAILS = ("predicted_labels", "reference_labels")
 _DIRECTION = {True: "higher", False: "lower", None: "closer to 1"}
 
@@ -79,6 +89,14 @@ class MetricsReport:
         details = {k: v for k, v in self.details.items() if k not in _PER_EXAMPLE_DETAILS}
         return {"task_type": self.task_type, "n": len(self.ids), "headline": self.headline,
                 "metrics": self.metrics(), **details}
+
+
+def metric_names(task) -> list[str]:
+    """The metrics ``evaluate(predictions, task)`` will report, in its order, without scoring anything."""
+    if task.type not in TASK_METRIC_NAMES:
+        raise ConfigError(f"task.type: {task.type!r} has no metrics; valid types: {', '.join(TASK_METRICS)}")
+    label = LABEL_FIELD_METRIC_NAMES if task.type == "structured_output" and task.label_field else ()
+    return [*TASK_METRIC_NAMES[task.type], *label, *COMMON_METRIC_NAMES]
 
 
 def evaluate(predictions: list, task, n_boot: int = N_BOOT, seed: int = 0) -> MetricsReport:

@@ -1,6 +1,7 @@
 """Plain-language findings computed from a MetricsReport (baseline and evaluation phases share them).
 
-Each function returns ``(severity, code, message, next_step)`` tuples or None, ready for ``run.finding(*f)``.
+Each function returns ``(severity, code, message, next_step)`` tuples or None; section functions add them to their
+``Section`` (``ftkit.section``), which ``run.record`` shows and records.
 Thresholds are named constants so a consultant can see (and a test can pin) where a warning starts.
 """
 from __future__ import annotations

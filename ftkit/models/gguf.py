@@ -14,7 +14,7 @@ from pathlib import Path
 from ftkit.errors import FtkitError, MissingDependency
 from ftkit.fsutil import sha256_file
 from ftkit.models.cache import NOTE_FILE, build_cached, model_cache_dir
-from ftkit.models.loading import quiet_progress
+from ftkit.models.quiet import quiet_progress
 
 CONVERTER_VERSION = "gguf-convert/2"
 _PROBE_TEXT = "<|im_start|>user\nHello, what is 2 + 2?<|im_end|>\n"  # a short, template-shaped probe

@@ -6,7 +6,6 @@ one sentence saying what to do, instead of transformers' five retries (~50 s) an
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ftkit.errors import FtkitError
+from ftkit.models.quiet import quiet_progress
 from ftkit.models.resolve import ModelSource, resolve_model
 
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -157,20 +157,6 @@ def load_model(model_id_or_path: str | ModelSource, revision: str = "", trust_re
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise _wrap_load_error(source, err) from None
     return model.to(device).eval()
-
-
-@contextlib.contextmanager
-def quiet_progress():
-    """No 'Loading weights'/'Writing model shards' bars: in a headless notebook each becomes a dead widget."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def load_model_and_tokenizer(model_id: str, revision: str = "", trust_remote_code: bool = False,

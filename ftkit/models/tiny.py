@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from ftkit.models.cache import NOTE_FILE, build_cached, model_cache_dir, read_note
-from ftkit.models.loading import quiet_progress
+from ftkit.models.quiet import quiet_progress
 
 TINY_NAME = "tiny-random"
 BUILDER_VERSION = "tiny-random/1"

@@ -11,11 +11,11 @@ every batch; the collators check each batch again as it is built (``check_batch_
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.chat_format import IGNORE_INDEX, template_info, tokenize_with_assistant_labels
+from ftkit.chat_plan import with_system
 from ftkit.errors import DataError
 
 _CHUNK = 512  # conversations per tokenizer call: batched for speed, bounded for memory
@@ -66,28 +66,17 @@ class TokenizedSplit:
 
 
 def read_split(path: str | Path) -> list[dict]:
-    """Records ``{"id", "messages", ...}`` of a split file written by the data audit (JSONL)."""
-    path = Path(path)
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{path}, line {line_no}: not valid JSON ({err.msg}); the data audit wrote this file, "
-                                f"so re-run the data_audit phase.") from None
-            if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
-                raise DataError(f"{path}, line {line_no}: expected an object with a 'messages' list; re-run the "
-                                f"data_audit phase.")
-            record.setdefault("id", f"{path.stem}-{line_no}")
-            records.append(record)
-    return records
+    """Records of a split file written by the data audit: the one reader baseline and training share
+    (:func:`ftkit.prompting.read_records`)."""
+    from ftkit.prompting import read_records
+
+    return read_records(path)
 
 
-def tokenize_split(tokenizer, records: list[dict], max_seq_length: int, name: str = "train") -> TokenizedSplit:
-    """Tokenize ``records`` with assistant-only labels, truncating to ``max_seq_length`` tokens.
+def tokenize_split(tokenizer, records: list[dict], max_seq_length: int, name: str = "train",
+                   system_prompt: str = "") -> TokenizedSplit:
+    """Tokenize ``records`` with assistant-only labels, truncating to ``max_seq_length`` tokens. Records without
+    a system message get ``system_prompt`` (the engagement's ``task.system_prompt``), as baseline and serving do.
 
     An example whose final answer would lose its end-of-turn token to truncation is dropped (it would teach the
     model not to stop); one whose labels are empty is dropped (nothing to learn). Both are listed by id.
@@ -97,7 +86,8 @@ def tokenize_split(tokenizer, records: list[dict], max_seq_length: int, name: st
     for start in range(0, len(records), _CHUNK):
         chunk = records[start:start + _CHUNK]
         try:
-            rows = tokenize_with_assistant_labels(tokenizer, [r["messages"] for r in chunk], max_length=max_seq_length)
+            rows = tokenize_with_assistant_labels(tokenizer, [with_system(r["messages"], system_prompt) for r in chunk],
+                                                  max_length=max_seq_length)
         except ValueError as err:
             raise DataError(f"{name} split: {err}. The data audit should have rejected this record; re-run it "
                             f"with the same base model.") from None

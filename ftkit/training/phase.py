@@ -1,7 +1,8 @@
 """The training phase's building blocks: what ``notebooks/04_training.ipynb`` calls, one function per section.
 
 Each ``*_findings`` function returns ``(severity, code, message, next_step)`` tuples computed from this
-client's numbers; the notebook hands them to ``run.finding``.
+client's numbers, and ``loss_curves``/``outputs`` return a :class:`ftkit.section.Section`; the notebook hands
+either to ``run.record``. ``TrainingResults`` is what results.json holds and what later phases read back.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.errors import PhaseFailed
+from ftkit.phase_results import PhaseResults, described
 from ftkit.training import summary as summ
 from ftkit.training.settings import ResolvedSettings, StepPlan
 
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl"}
+PADDING_WARN = 0.05  # share (0-1) of processed tokens that are padding above which packing is recommended
 
 
 def quiet_cpu_threads() -> None:
@@ -58,16 +61,35 @@ def setup(run) -> Setup:
     bm = run.config.base_model
     source = resolve_model(bm.id, bm.revision)
     description = describe_model(source)
-    run.record_model(description)
     tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
-    if not tokenizer.chat_template:
-        raise PhaseFailed(f"The tokenizer of {bm.id} has no chat template, so assistant turns cannot be found for "
-                          f"assistant-only loss. Use an instruct/chat model, or one whose tokenizer ships a template.")
-    settings = resolve_settings(run.config.training, audit.get("results", {}).get("max_seq_length_suggested", 0),
-                                run.config.data.max_seq_length)
+    from ftkit.chat_plan import prepare_tokenizer
+
+    plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
+    description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
+    run.record_model(description)
+    run.write_json("chat_plan.json", plan.to_dict())
+    settings = resolve_settings(run.config.training, audit.max_seq_length_suggested, run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
+    if settings.packing and _attention_softcapping(source.path):
+        # Gemma 2 caps attention logits (tanh); the padding-free packed attention runs sdpa, which cannot.
+        import dataclasses
+
+        settings = dataclasses.replace(settings, packing=False)
+        settings.sources["packing"] = "off: this architecture caps attention logits, which packed attention cannot do"
     info = template_info(tokenizer)
     return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+
+
+def _attention_softcapping(model_path: str) -> bool:
+    """True when the model's config.json sets attention-logit soft-capping (Gemma 2)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return config.get("attn_logit_softcapping") is not None
 
 
 def setup_findings(s: Setup) -> list[tuple]:
@@ -76,6 +98,9 @@ def setup_findings(s: Setup) -> list[tuple]:
         out.append(("warning", "training.tiny_random_model", "The base model is ftkit's randomly initialised TEST model "
                     "(tiny Llama, random weights): this run only shows that the training pipeline works; its losses "
                     "and its adapter mean nothing.", "Set base_model.id to the client's real base model."))
+    cached = getattr(s.tokenizer, "_ftkit_chat_plan", None)
+    if cached:  # the template the labels are built with, and what it does with the system prompt
+        out.append(("info", "training.chat_template", cached[1].summary(), ""))
     st = s.settings
     decided = ", ".join("target_modules = all linear layers" if k == "target_modules" else f"{k} = {getattr(st, k)} ({why})"
                         for k, why in st.sources.items())
@@ -117,7 +142,8 @@ def prepare_data(run, s: Setup) -> Data:
     for name, filename in SPLIT_FILES.items():
         path = run.upstream_file("data_audit", filename)
         hashes[filename] = run.record_input(path)
-        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name)
+        splits[name] = tokenize_split(s.tokenizer, read_split(path), st.max_seq_length, name,
+                                      system_prompt=run.config.task.system_prompt)
     train, validation = splits["train"], subset(splits["validation"], st.eval_max_examples)
     if not train.examples:
         raise PhaseFailed(f"No training example is left after tokenizing the {train.n_records} training records "
@@ -145,10 +171,10 @@ def data_findings(d: Data, s: Setup) -> list[tuple]:
     how = (f"packed {p['examples']:,} examples into {p['sequences']:,} sequences of up to {p['max_seq_length']:,} tokens "
            f"({p['examples_per_sequence']} per sequence), attention kept inside each example"
            if p["mode"] == "packed" else f"{p['sequences']:,} length-grouped examples, padded per batch")
-    out.append(("info" if p["padding_fraction"] <= 0.05 else "warning", "training.packing",
+    out.append(("info" if p["padding_fraction"] <= PADDING_WARN else "warning", "training.packing",
                 f"{how}: {100 * p['real_token_fraction']:.1f} % of processed tokens are real "
                 f"({100 * p['padding_fraction']:.1f} % padding).",
-                "" if p["padding_fraction"] <= 0.05 else "Set training.packing: true."))
+                "" if p["padding_fraction"] <= PADDING_WARN else "Set training.packing: true."))
     plan = d.plan
     out.append(("info", "training.plan", f"{plan.total_steps:,} optimizer steps of {plan.sequences_per_step} sequences "
                 f"({plan.steps_per_epoch:,} per epoch); validation on {len(d.validation.examples):,} examples every "
@@ -234,6 +260,10 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
                       trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
                       progress=progress)
+    # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
+    job.extra["chat_template"] = s.tokenizer.chat_template
+    job.extra["added_tokens"] = list(getattr(s.tokenizer, "_ftkit_chat_plan", ("", None))[1].added_tokens
+                                     if getattr(s.tokenizer, "_ftkit_chat_plan", None) else [])
     if s.settings.num_processes > 1:
         from ftkit.training.launch import launch
 
@@ -283,3 +313,92 @@ def finalise(run, s: Setup, d: Data, m: dict, outcome: dict, hist: dict) -> dict
     # evidence folder small and quick to hash).
     shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
     return summary
+
+
+# -- 6-7 as sections (the contract of ftkit.section) ---------------------------------------------------------------
+
+def loss_curves(run, s: Setup, d: Data, m: dict, outcome: dict, point):
+    """Section 6: loss history, overfitting flag, loss figure; outputs finalised. value: (history, overfit, summary)."""
+    from ftkit.section import Section
+
+    hist = history(run, point)
+    overfit = summ.overfitting(hist)
+    figure = summ.loss_figure(hist, f"{s.settings.method}: {run.config.base_model.id}")
+    training_summary = finalise(run, s, d, m, outcome, hist)
+    sec = Section(value=(hist, overfit, training_summary), figures=[("loss", figure)])
+    return sec.add(*summ.loss_findings(training_summary, overfit))
+
+
+def outputs(training_summary: dict, packing: dict):
+    """Section 7: the training summary table and the throughput findings."""
+    from ftkit.section import Section
+
+    sec = Section().table([{"": k, "value": v} for k, v in training_summary.items() if k != "resumed_from"])
+    return sec.add(*summ.throughput_findings(training_summary, packing))
+
+
+# -- typed results -------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingResults(PhaseResults):
+    """What training hands to the evaluation, the deployment plan and the report (results.json ``results``)."""
+
+    PHASE = "training"
+    SCHEMA_VERSION = 1
+
+    summary: dict = described("training_summary.json: steps, losses (nats/token), train_minutes (min), "
+                              "tokens_per_second, peak memory (GB), output_folder")
+    overfitting: dict = described("flag (bool), best_step, best/last validation loss (nats/token)")
+    settings: dict = described("the resolved hyperparameters (ResolvedSettings.to_dict())")
+    plan: dict = described("optimizer steps per epoch, total steps, eval every N steps")
+    packing: dict = described("packing mode, sequences, real-token and padding fractions (0-1)")
+    label_check: dict = described("per-batch label check: examples whose end-of-turn token is trained")
+    splits: list = described("train and validation split reports: records, examples, tokens, label tokens")
+    memory: dict | None = described("memory estimate (GB) by component; None without a local model config")
+    resumed_from: dict | None = described("the interrupted run and step resumed from; None for a fresh start")
+    fingerprint: str = described("sha256 of settings, data, base model and template (resume key)")
+    base_model: dict = described("id, kind, revision, files_sha256, is_tiny_random")
+    files: dict = described("artefacts of this run, relative to the run folder")
+
+    @property
+    def overfitting_flag(self) -> bool:
+        return bool(self.overfitting["flag"])
+
+    @property
+    def n_train_examples(self) -> int:
+        return int(self.splits[0]["examples"])
+
+    @property
+    def is_tiny_random(self) -> bool:
+        return bool(self.base_model.get("is_tiny_random"))
+
+    def headline_row(self) -> dict:
+        s = self.summary
+        return {"method": self.settings["method"], "final_val_loss": s["final_val_loss"],
+                "train_minutes": s["train_minutes"], "initial_val_loss": s["initial_val_loss"], "steps": s["steps"],
+                "overfitting": self.overfitting["flag"],
+                "resumed_from_step": self.resumed_from["step"] if self.resumed_from else None}
+
+
+def results(s: Setup, d: Data, m: dict, point, fp: str, overfit: dict, training_summary: dict) -> TrainingResults:
+    return TrainingResults(
+        summary=training_summary, overfitting=overfit, settings=s.settings.to_dict(), plan=d.plan.to_dict(),
+        packing=d.packing, label_check=d.label_check, splits=d.table(),
+        memory=m["estimate"].to_dict() if m["estimate"] else None,
+        resumed_from=point.to_dict() if point else None, fingerprint=fp,
+        base_model={k: s.model.get(k) for k in ("id", "kind", "revision", "files_sha256", "is_tiny_random")},
+        files={"output": training_summary["output_folder"], "loss_history": "loss_history.json",
+               "training_summary": "training_summary.json", "hyperparameters": "hyperparameters.json",
+               "metrics_log": "metrics.jsonl", "loss_figure": "figures/loss.png"})
+
+
+def summary_line(r: TrainingResults, base_model_id: str) -> str:
+    return summ.one_line(r.summary, base_model_id)
+
+
+def what_to_tell_the_client(r: TrainingResults, base_model_id: str) -> str:
+    return summ.tell_client(r.summary, r.overfitting, base_model_id, r.n_train_examples, r.is_tiny_random)
+
+
+def next_steps(r: TrainingResults, slug: str) -> list[str]:
+    return summ.next_steps(r.summary, r.overfitting, slug, r.is_tiny_random)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 RISE = 0.02  # validation loss this far (relative) above its best counts as rising
 FALL = 0.03  # a fall smaller than this is "flat"
+REAL_TOKEN_WARN = 0.95  # share (0-1) of processed tokens that are real (not padding) below which throughput warns
 _TRAIN_KEYS = ("loss", "learning_rate", "grad_norm")
 
 
@@ -160,11 +161,11 @@ def loss_findings(summary: dict, flag: dict) -> list[tuple]:
 def throughput_findings(summary: dict, packing: dict) -> list[tuple]:
     how = "packed without padding" if packing["mode"] == "packed" else "length-grouped batches"
     frac = summary["real_token_fraction"]
-    out = [("info" if frac >= 0.95 else "warning", "training.throughput",
+    out = [("info" if frac >= REAL_TOKEN_WARN else "warning", "training.throughput",
             f"Trained {summary['steps']} steps in {summary['train_minutes']:.1f} min on {summary['real_tokens']:,} real "
             f"tokens ({100 * frac:.1f} % of the {summary['processed_tokens']:,} processed; {how}): "
             f"{summary['real_tokens_per_s']:,.0f} real tokens/s on {summary['processes']} {summary['device']} process(es).",
-            "" if frac >= 0.95 else "Turn training.packing on so no compute is spent on padding.")]
+            "" if frac >= REAL_TOKEN_WARN else "Turn training.packing on so no compute is spent on padding.")]
     ratio = summary["peak_memory_gb"] / summary["memory_estimate_gb"] if summary["memory_estimate_gb"] else 0
     out.append(("info", "training.memory", f"Peak memory {summary['peak_memory_gb']:.2f} GB against an estimate of "
                 f"{summary['memory_estimate_gb']:.2f} GB ({100 * ratio:.0f} %); {summary['trainable_parameters']:,} "

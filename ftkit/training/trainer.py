@@ -305,7 +305,11 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
     torch.manual_seed(job.settings["seed"])
     device = pick_device()
     tokenizer = load_tokenizer(job.model_path, job.model_revision, job.trust_remote_code, padding_side="right")
+    from ftkit.chat_plan import fit_embeddings, install_template
+
+    install_template(tokenizer, job.extra.get("chat_template"), job.extra.get("added_tokens"))  # as the phase prepared
     model = load_training_model(job, device)
+    fit_embeddings(model, tokenizer)  # added turn tokens: resized rows, saved with the adapter by peft
     if job.settings["packing"]:
         model.set_attn_implementation(packed_attention(device))
     model, trainable, total = apply_method(model, job.settings)

@@ -26,7 +26,10 @@ def test_data_audit_phase_on_the_demo_data(make_engagement, tiny_model_dir, monk
     with open(out.run_dir / "issues.csv", newline="") as handle:
         issues = list(csv.DictReader(handle))
     assert issues and {"line", "code", "fix"} <= set(issues[0])
-    assert (out.run_dir / "data_card.md").read_text().startswith("# Data card")
+    card = (out.run_dir / "data_card.md").read_text()
+    assert card.startswith("# Data card")
+    assert f"Audit verdict: **{results['headline']['verdict']}**" in card  # one verdict, stated in both
+    assert results["schema"]["type"] == "DataAuditResults" and results["results"]["max_seq_length_suggested"] > 0
     assert any(f["code"] == "data.label_coverage" for f in results["findings"])
 
 

@@ -17,13 +17,27 @@ from ftkit.resources import notebooks_dir
 RUN_ID = "20260101T000000Z-abc123"
 
 
+def typed(phase: str, results: dict) -> dict:
+    """headline, results and schema of the phase's typed results: ``results`` over empty values of every field."""
+    from dataclasses import fields
+
+    from ftkit.phase_results import result_type
+
+    cls = result_type(phase)
+    empty = {"dict": {}, "list": []}
+    values = {f.name: empty.get(str(f.type), None if "None" in str(f.type) else "" if f.type == "str" else 0)
+              for f in fields(cls)}
+    obj = cls(**{**values, **results})
+    return {"results": obj.to_results(), "schema": obj.schema()}
+
+
 def fake_run(engagement, phase: str, results: dict, files: dict[str, str] | None = None):
     run_dir = engagement.runs_dir(phase) / RUN_ID
     run_dir.mkdir(parents=True)
     for name, text in (files or {}).items():
         (run_dir / name).write_text(text, encoding="utf-8")
     payload = {"phase": phase, "run_id": RUN_ID, "headline": {}, "results": {}, "findings": [], "blocks_downstream": "",
-               **results}
+               **results, **typed(phase, results.get("results", {}))}
     (run_dir / "results.json").write_text(json.dumps(payload), encoding="utf-8")
     (run_dir / "status.json").write_text(json.dumps({"status": "succeeded"}), encoding="utf-8")
     engagement.set_latest(phase, RUN_ID)
@@ -32,7 +46,9 @@ def fake_run(engagement, phase: str, results: dict, files: dict[str, str] | None
 
 EVALUATION = {"headline": {"verdict": "go", "headline_metric": "label_accuracy", "delta": 0.3},
               "results": {"metrics": {"label_accuracy": {"fine_tuned": 0.9, "baseline": 0.6, "diff": 0.3,
-                                                         "diff_ci": [0.2, 0.4], "significant": True, "n": 12}}}}
+                                                         "diff_ci": [0.2, 0.4], "significant": True, "n": 12}},
+                          "fine_tuned_metrics": {"n": 12, "headline": {"name": "label_accuracy"}},
+                          "verdict": {"verdict": "go", "action": "ship"}}}
 
 
 @pytest.fixture(scope="module")

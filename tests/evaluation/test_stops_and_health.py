@@ -1,6 +1,8 @@
 """Stop behaviour, the chat-template round trip and training health, on the tiny model's real tokenizer."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from ftkit.evaluation import health, stops
@@ -48,8 +50,9 @@ def test_serving_stop_ids_must_include_the_end_of_turn_token(tokenizer, tiny_mod
 def test_training_health_reads_trend_and_flag():
     history = {"history": [{"step": 5, "loss": 2.0}, {"step": 5, "eval_loss": 1.8}, {"step": 10, "eval_loss": 1.5},
                            {"step": 15, "eval_loss": 1.7}]}
-    summary = health.summarise({"results": {"overfitting": {"flag": True, "reason": "val up, train down"}}}, history)
+    flagged = SimpleNamespace(overfitting={"flag": True, "best_step": 10})  # the typed TrainingResults' field
+    summary = health.summarise(flagged, history)
     assert summary["val_loss_trend"] == "rising" and summary["overfitting"] and summary["overfitting_reported"]
     assert (summary["first_val_loss"], summary["best_val_loss"], summary["final_val_loss"]) == (1.8, 1.5, 1.7)
-    quiet = health.summarise({}, [])
-    assert quiet["val_loss_trend"] == "unknown" and not quiet["overfitting_reported"]
+    quiet = health.summarise(SimpleNamespace(overfitting={"flag": False}), [])
+    assert quiet["val_loss_trend"] == "unknown" and not quiet["overfitting"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ftkit.config import TaskSettings
 from ftkit.generation import Prediction
 from ftkit.metrics import evaluate
-from ftkit.models.selection import Candidate, recommend
+from ftkit.baseline.selection import Candidate, recommend
 
 
 def report(correct: list[int]):

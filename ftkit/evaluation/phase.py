@@ -1,0 +1,505 @@
+"""The evaluation phase's building blocks: what ``notebooks/05_evaluation.ipynb`` calls, one function per section.
+
+Each section function takes the section's inputs and returns a :class:`ftkit.section.Section` (tables, figures,
+findings, and in ``value`` what later sections need); the notebook shows it with ``run.record(section)``. The
+rules behind the findings are the small ``*_finding`` functions below, each with its threshold as a named
+constant, so ``tests/evaluation/test_phase.py`` checks both sides of every threshold without a model.
+``EvaluationResults`` is what results.json holds and what the deployment plan and the report read back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftkit.phase_results import PhaseResults, described
+from ftkit.section import Section, finding
+
+# Thresholds (units beside each). The baseline shares ftkit.metrics.findings.RUNAWAY_WARN (5 %); a fine-tuned
+# model is held to a stricter bar because its training data taught it to stop: more than 2 % of its answers
+# running to max_new_tokens means the end-of-turn token was not learnt.
+FINE_TUNED_RUNAWAY_WARN = 0.02  # share of fine-tuned answers cut at max_new_tokens (0-1)
+REGRESSION_SHARE_WARN = 0.05  # share of test examples that regressed (0-1); at least 1 example is always tolerated
+FORGETTING_DROP_WARN = 0.1  # drop in general-probe accuracy, before minus after fine-tuning (0-1, i.e. 10 points)
+METRIC_DRIFT_TOLERANCE = 1e-9  # |re-scored - recorded| baseline headline value (metric units) that counts as equal
+
+
+# -- the rules (pure: numbers in, a finding out) ---------------------------------------------------------------------
+
+def tiny_model_finding(is_tiny_random: bool):
+    if not is_tiny_random:
+        return None
+    return finding("warning", "evaluation.tiny_random_model",
+                   "The base model is ftkit's randomly initialised TEST model: every number below only shows that the "
+                   "pipeline works, not how a real model behaves.", "Use the client's real base model for real results.")
+
+
+def same_prompts_finding(n_prompts: int, chat_template_sha256: str):
+    return finding("info", "evaluation.same_prompts",
+                   f"All {n_prompts} prompts are byte-identical to the baseline's (sha256 per example; chat template "
+                   f"sha256 {chat_template_sha256[:12] or 'n/a'}), so the comparison is paired.")
+
+
+def metric_drift_finding(recorded: float | None, rescored: float, metric: str):
+    """A warning when re-scoring the baseline's own predictions no longer gives the value it recorded."""
+    if recorded is None or abs(recorded - rescored) <= METRIC_DRIFT_TOLERANCE:
+        return None
+    return finding("warning", "evaluation.metric_drift",
+                   f"Re-scoring the baseline's predictions gives {metric} = {rescored:.4f}, "
+                   f"but the baseline recorded {recorded:.4f}: the metric code changed since.", "Re-run the baseline.")
+
+
+def regressions_finding(wlt: dict, regs: list[dict], n_answers: int, metric: str):
+    """info while regressions are at most REGRESSION_SHARE_WARN of the answers (and at least 1 is tolerated)."""
+    ok = len(regs) <= max(1, REGRESSION_SHARE_WARN * n_answers)
+    return finding("info" if ok else "warning", "evaluation.regressions",
+                   f"The fine-tuned model wins {wlt['wins']}, loses {wlt['losses']} and ties {wlt['ties']} of {wlt['n']} "
+                   f"examples on {metric}; {len(regs)} regression(s)"
+                   + (f", e.g. {', '.join(r['id'] for r in regs[:3])}." if regs else "."),
+                   "Review the regressions with the client's domain expert before go-live." if regs else "")
+
+
+def runaway_finding(fine_tuned: dict, baseline: dict, max_new_tokens: int):
+    """``fine_tuned``/``baseline``: ftkit.evaluation.stops.runaways() of each model's answers."""
+    ok = fine_tuned["rate"] <= FINE_TUNED_RUNAWAY_WARN
+    return finding("info" if ok else "warning", "evaluation.runaways",
+                   f"{fine_tuned['runaways']} of {fine_tuned['n']} fine-tuned answers ran to max_new_tokens = "
+                   f"{max_new_tokens} without stopping (baseline: {baseline['runaways']}).",
+                   "" if ok else "Check that training labels include the end-of-turn token (data audit, training label "
+                   "check) and retrain.")
+
+
+def serving_stop_finding(serving: dict):
+    """Blocking when the template's end-of-turn id is not among the ids a server stops on."""
+    ok = serving["ok"]
+    return finding("info" if ok else "blocking", "evaluation.serving_stop",
+                   f"The template's end-of-turn token {serving['end_of_turn']!r} (id {serving['end_of_turn_id']}) is "
+                   + ("" if ok else "NOT ") + f"among the ids a server stops on ({serving['served_stop_ids']}).",
+                   "" if ok else "Set generation_config.eos_token_id to include the end-of-turn id before export.")
+
+
+def round_trip_finding(trip: dict):
+    """Blocking when any prompt + answer renders differently through the serving template."""
+    ok = not trip["failures"]
+    return finding("info" if ok else "blocking", "evaluation.template_round_trip",
+                   f"{trip['checked'] - len(trip['failures'])} of {trip['checked']} prompt + answer pairs render through "
+                   f"the serving chat template exactly as generated, ending with {trip['end_of_turn']!r}.",
+                   "" if ok else f"Fix the template drift first: {trip['failures'][0]['problem']}")
+
+
+def forgetting_finding(forget: dict):
+    """A warning when general-probe accuracy dropped by more than FORGETTING_DROP_WARN."""
+    bad = forget["drop"] > FORGETTING_DROP_WARN
+    return finding("warning" if bad else "info", "evaluation.forgetting",
+                   f"General probe: {forget['before']:.0%} right before fine-tuning, {forget['after']:.0%} after "
+                   f"({len(forget['lost'])} lost, {len(forget['gained'])} gained of {forget['n']}; McNemar p = "
+                   f"{forget['mcnemar']['p_value']:.2g}).",
+                   "Keep the model to its task, or mix some general instruction data into training." if bad else "")
+
+
+def training_health_finding(h: dict):
+    """info only when validation loss fell and the training phase flagged no overfitting."""
+    ok = h["val_loss_trend"] == "falling" and not h["overfitting"]
+    return finding("info" if ok else "warning", "evaluation.training_health",
+                   f"Validation loss is {h['val_loss_trend']} over {h['n_validations']} validations"
+                   + (f" ({h['first_val_loss']:.3f} -> {h['final_val_loss']:.3f})" if h["n_validations"] else "")
+                   + ("; the training phase flagged overfitting." if h["overfitting"] else "; no overfitting flagged."),
+                   "" if ok else "Revisit epochs / learning rate in the training phase (see its loss curve).")
+
+
+def iterations_finding(rows: list[dict], metric: str):
+    """rows[0] is this iteration, rows[1] the newest earlier one; None without earlier iterations."""
+    if len(rows) < 2:
+        return None
+    prev = rows[1]
+    return finding("info", "evaluation.iterations", f"Iteration {rows[0]['iteration']} vs iteration {prev['iteration']}: "
+                   f"{metric} {prev[metric]} -> {rows[0][metric]} (difference {prev['newest minus this']}).")
+
+
+def human_ab_finding(human: dict | None, key: dict, ratings_dir: str):
+    if human:
+        agree = human["agreement"]
+        return finding("info", "evaluation.human_ab",
+                       f"{human['n_raters']} rater(s), {human['n_items']} items: the fine-tuned answer is preferred with "
+                       f"win rate {human['win_rate']:.2f} (95 % CI {human['ci'][0]:.2f}-{human['ci'][1]:.2f}, ties count "
+                       f"half); agreement kappa = {agree['kappa']:.2f} ({agree['band']}).")
+    return finding("info", "evaluation.ab_sheet",
+                   f"Blind A/B sheet {key['sheet_id']} written with {key['n_items']} items ({key['n_identical_excluded']} "
+                   f"examples with identical answers left out); no filled sheets for it in {ratings_dir}/ yet.",
+                   f"Send ab/ab_sheet.html to two reviewers; put their CSV files into {ratings_dir}/ and re-run.")
+
+
+def judge_finding(judged: dict | None):
+    if not judged:
+        return None
+    return finding("info", "evaluation.llm_judge",
+                   f"LLM judge {judged['model']}: win rate {judged.get('win_rate', float('nan')):.2f} on "
+                   f"{judged['n_items']} items ({len(judged['unparsed'])} unusable replies); prompt sha256 "
+                   f"{judged['prompt']['sha256'][:12]}.")
+
+
+VERDICT_SEVERITY = {"go": "info", "pending": "warning", "no_go": "blocking"}
+
+
+def verdict_findings(decision) -> list:
+    """The default-criteria warning, one finding per failed or marginal criterion, then the verdict itself."""
+    out = []
+    if decision.used_default_criteria:
+        out.append(finding("warning", "evaluation.no_criteria", "No acceptance criteria in engagement.yaml: the default "
+                           "(significantly better than the baseline) was used.",
+                           "Agree criteria with the client (evaluation.acceptance)."))
+    for c in decision.criteria:
+        if c["status"] == "fail":
+            out.append(finding("blocking", f"evaluation.criterion.{c['metric']}",
+                               f"{c['metric']} {c['rule']} failed: {c['evidence']}."))
+        elif c["margin"] == "marginal":
+            out.append(finding("warning", f"evaluation.criterion.{c['metric']}", f"{c['metric']} {c['rule']} passes, "
+                               f"but its 95 % CI {c['ci'][0]:.3f}-{c['ci'][1]:.3f} straddles the bar.",
+                               "A larger test set would make this certain."))
+    out.append(finding(VERDICT_SEVERITY[decision.verdict], "evaluation.verdict",
+                       f"Verdict: {decision.verdict.upper().replace('_', '-')} -> {decision.action.replace('_', ' ')}. "
+                       f"{decision.why}"))
+    return out
+
+
+# -- the sections -----------------------------------------------------------------------------------------------------
+
+def settings(run, compare_iterations: int = -1) -> dict:
+    """The resolved knobs (a notebook parameter >= 0 overrides engagement.yaml); seeds recorded."""
+    ev = run.config.evaluation
+    run.record_seed("bootstrap", ev.seed)
+    run.record_seed("ab_sheet_order", ev.seed)
+    return {"compare_iterations": ev.compare_iterations if compare_iterations < 0 else compare_iterations}
+
+
+@dataclass
+class Compared:
+    """Section 1: the baseline run, the training iteration evaluated here and its loaded model."""
+
+    setup: object  # ftkit.evaluation.reproduce.BaselineSetup
+    iterations: list  # every succeeded training run (ftkit.evaluation.iterations.Iteration)
+    current: object  # the iteration evaluated here
+    training: object  # its TrainingResults
+    ft: object  # ftkit.evaluation.finetuned.FineTuned
+
+    @property
+    def headline_metric(self) -> str:
+        return self.setup.headline_metric
+
+
+def what_is_compared(run) -> Section:
+    from ftkit.evaluation import finetuned, iterations, reproduce
+
+    setup = reproduce.load_baseline(run)
+    all_iterations = iterations.training_iterations(run.engagement)
+    current = iterations.find(all_iterations, run.upstream_dir("training").name)
+    training = run.upstream("training")
+    ft = finetuned.load_finetuned(run.config, current.run_dir)
+    run.record_model({**setup.results.model, "fine_tuned": ft.description})
+    c = Compared(setup, all_iterations, current, training, ft)
+    rows = [
+        {"what": "baseline run", "value": f"{setup.run_id} ({setup.model_id})"},
+        {"what": "fine-tuned model", "value": f"training run {current.run_id} (iteration {current.number} of "
+                                              f"{len(all_iterations)}), {ft.kind}, tokenizer from {ft.description['tokenizer_from']}"},
+        {"what": "test examples", "value": len(setup.records)},
+        {"what": "prompt", "value": f"{len(setup.spec.shots)}-shot, system prompt {len(setup.spec.system_prompt)} characters"},
+        {"what": "generation", "value": f"greedy, max_new_tokens = {setup.max_new_tokens}, batch size {setup.batch_size}"},
+        {"what": "headline metric", "value": c.headline_metric},
+    ]
+    return Section(value=c).table(rows).add(tiny_model_finding(bool(setup.results.model.get("is_tiny_random"))))
+
+
+def same_prompts(c: Compared) -> Section:
+    """value: (prompts, fingerprint); PhaseFailed (from reproduce.prompts_for) when any prompt differs."""
+    from ftkit.evaluation import iterations, reproduce
+    from ftkit.evaluation.report import prompt_mismatch_finding
+
+    prompts = reproduce.prompts_for(c.setup, c.ft.tokenizer)
+    fingerprint = iterations.prompts_fingerprint(c.setup.predictions)
+    return Section(value=(prompts, fingerprint)).add(
+        same_prompts_finding(len(prompts), c.setup.prompt.get("chat_template_sha256", "")),
+        prompt_mismatch_finding(len(c.setup.spec.shots)))
+
+
+def generate(run, c: Compared, prompts: list, progress: bool = True) -> Section:
+    """The fine-tuned model's answers (value), written to predictions.jsonl."""
+    from ftkit.generation import generate_local, write_predictions
+
+    preds = generate_local(c.ft.model, c.ft.tokenizer, prompts, c.setup.max_new_tokens, c.setup.batch_size,
+                           progress=progress)
+    write_predictions(run.artefact("predictions.jsonl"), preds)
+    return Section(value=preds, notes=[f"{len(preds)} answers written to predictions.jsonl"])
+
+
+@dataclass
+class Scored:
+    """Section 4: both models' metric reports and the paired comparison rows (metric name -> row)."""
+
+    old_report: object
+    new_report: object
+    rows: dict
+
+    def scores(self, metric: str) -> tuple:
+        return (self.old_report.statistics[metric].per_example, self.new_report.statistics[metric].per_example)
+
+
+def metrics_comparison(c: Compared, new_preds: list, config) -> Section:
+    from ftkit import metrics
+    from ftkit.evaluation import report
+
+    ev = config.evaluation
+    old_report = metrics.evaluate(c.setup.predictions, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+    new_report = metrics.evaluate(new_preds, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+    rows = report.metric_table(new_report, old_report, n_boot=ev.n_bootstrap, seed=ev.seed)
+    quality = [n for n in rows if n not in report.NON_QUALITY and n != "runaway_rate"]
+    m = c.headline_metric
+    sec = Section(value=Scored(old_report, new_report, rows))
+    sec.table(report.table_rows(rows, ev.n_bootstrap), caption="Baseline vs fine-tuned, 95 % CIs")
+    sec.figures.append(("baseline_vs_fine_tuned", report.plot_comparison(rows, quality)))
+    return sec.add(metric_drift_finding(c.setup.results.headline_value, rows[m]["baseline"], m),
+                   report.comparison_finding(rows, m, len(new_preds), ev.n_bootstrap))
+
+
+def regressions(c: Compared, s: Scored, n_answers: int, config) -> Section:
+    """value: {"win_loss_tie", "regressions"}."""
+    from ftkit.evaluation import paired
+
+    ev, m = config.evaluation, c.headline_metric
+    old_scores, new_scores = s.scores(m)
+    wlt = s.rows[m].get("win_loss_tie") or paired.win_loss_tie(new_scores, old_scores)
+    regs = paired.regressions(s.new_report.ids, old_scores, new_scores, s.rows[m]["higher_is_better"] is not False,
+                              margin=ev.regression_margin)
+    mcnemar_rows = [{"metric": n, "both right": r["mcnemar"]["both_right"], "baseline only": r["mcnemar"]["old_only"],
+                     "fine-tuned only": r["mcnemar"]["new_only"], "both wrong": r["mcnemar"]["both_wrong"],
+                     "test": r["mcnemar"]["method"], "p": paired.fmt_p(r["mcnemar"]["p_value"], ev.n_bootstrap)}
+                    for n, r in s.rows.items() if r.get("mcnemar") and n not in ("runaway_rate",)]
+    sec = Section(value={"win_loss_tie": wlt, "regressions": regs})
+    sec.table([{"on": m, **{k: wlt[k] for k in ("wins", "losses", "ties", "n")},
+                "win rate (ties half)": round(wlt["win_rate"], 3)}])
+    if mcnemar_rows:
+        sec.table(mcnemar_rows, caption="McNemar's test on right/wrong metrics (discordant pairs decide)")
+    sec.table(regs[:20], caption=f"Regressions on {m} ({len(regs)})")
+    return sec.add(regressions_finding(wlt, regs, n_answers, m))
+
+
+def side_by_side(c: Compared, s: Scored, new_preds: list, config) -> Section:
+    from ftkit.evaluation import report
+
+    old_scores, new_scores = s.scores(c.headline_metric)
+    examples = report.side_by_side(c.setup.records, c.setup.predictions, new_preds, old_scores, new_scores,
+                                   k=config.evaluation.examples_shown, metric=c.headline_metric)
+    return Section(value=examples).table(examples, caption="Baseline and fine-tuned answers to the same test inputs")
+
+
+def stopping(c: Compared, prompts: list, new_preds: list) -> Section:
+    """value: {"baseline", "fine_tuned", "serving", "round_trip"}."""
+    from ftkit.evaluation import stops
+
+    res = {"baseline": stops.runaways(c.setup.predictions), "fine_tuned": stops.runaways(new_preds)}
+    serving = stops.serving_stops(c.ft.model, c.ft.tokenizer)
+    trip = stops.round_trip(c.ft.tokenizer, prompts, [p.output for p in new_preds])
+    sec = Section(value={**res, "serving": serving, "round_trip": trip})
+    sec.table([{"model": who, "answers": r["n"], "runaways": r["runaways"], "rate": f"{r['rate']:.1%}"}
+               for who, r in res.items()])
+    sec.table(res["fine_tuned"]["examples"][:5], caption="Fine-tuned runaways (end of the answer)")
+    return sec.add(runaway_finding(res["fine_tuned"], res["baseline"], c.setup.max_new_tokens),
+                   serving_stop_finding(serving), round_trip_finding(trip))
+
+
+def forgetting_probe(run, c: Compared, enabled: bool = True, progress: bool = True) -> Section:
+    """value: ftkit.evaluation.forgetting.compare() result, or None when skipped."""
+    if not enabled:
+        return Section(notes=["Forgetting probe skipped (run_probe = False)."])
+    from ftkit.evaluation import finetuned, forgetting
+    from ftkit.generation import generate_local
+
+    ev = run.config.evaluation
+    probes = forgetting.load_probes(run.engagement.path / ev.probe_set if ev.probe_set else None)
+    if ev.probe_set:
+        run.record_input(run.engagement.path / ev.probe_set)
+    probe_prompts = forgetting.probe_prompts(probes, c.ft.tokenizer)
+    with finetuned.base_behaviour(c.ft, run.config) as base_model:
+        before = generate_local(base_model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
+                                c.setup.batch_size, progress=progress)
+    after = generate_local(c.ft.model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens, c.setup.batch_size,
+                           progress=progress)
+    forget = forgetting.compare(probes, [p.output for p in before], [p.output for p in after])
+    run.write_json("forgetting_probe.json", forget)
+    sec = Section(value=forget)
+    sec.table([{k: r[k] for k in ("id", "prompt", "expected", "before", "after")} for r in forget["lost"][:10]],
+              caption=f"Probes answered right before and wrong after ({len(forget['lost'])})")
+    return sec.add(forgetting_finding(forget))
+
+
+def training_health(run, c: Compared) -> Section:
+    """value: ftkit.evaluation.health.summarise() of the evaluated training run (typed TrainingResults)."""
+    from ftkit.evaluation import health
+    from ftkit.fsutil import read_json
+
+    history_path = c.current.run_dir / "loss_history.json"
+    history = run.upstream_file("training", "loss_history.json") if history_path.is_file() else None
+    h = health.summarise(c.training, read_json(history) if history else [])
+    sec = Section(value=h).table([{k: h[k] for k in ("n_validations", "first_val_loss", "best_val_loss",
+                                                     "final_val_loss", "val_loss_trend", "overfitting")}])
+    return sec.add(training_health_finding(h))
+
+
+def earlier_iterations(run, c: Compared, s: Scored, fingerprint: str, limit: int, progress: bool = True) -> Section:
+    """value: one row per iteration, this one first, with the paired difference to each earlier one."""
+    from ftkit import metrics
+    from ftkit.evaluation import iterations, paired
+
+    ev, m = run.config.evaluation, c.headline_metric
+    earlier = iterations.earlier(c.iterations, c.current.run_id, limit)
+    rows = [{"iteration": c.current.number, "training run": c.current.run_id,
+             "how trained": iterations.what_changed(c.current), m: f"{s.rows[m]['fine_tuned']:.3f}",
+             "newest minus this": "-", "source": "this run"}]
+    for it in earlier:
+        preds, source = iterations.predictions_of(run, it, c.setup, fingerprint, progress)
+        it_report = metrics.evaluate(preds, run.config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+        cmp = paired.compare_statistics(s.new_report.statistics[m], it_report.statistics[m], ev.n_bootstrap, ev.seed)
+        rows.append({"iteration": it.number, "training run": it.run_id, "how trained": iterations.what_changed(it),
+                     m: f"{cmp['baseline']:.3f}",
+                     "newest minus this": f"{cmp['diff']:+.3f} [{cmp['diff_ci'][0]:+.3f}, {cmp['diff_ci'][1]:+.3f}]",
+                     "source": source})
+    return Section(value=rows).table(rows, caption=f"Iterations on {m}").add(iterations_finding(rows, m))
+
+
+def ab_review(run, c: Compared, new_preds: list) -> Section:
+    """The blind A/B sheet, any filled ratings, and the optional LLM judge. value: what results.json records."""
+    from ftkit.evaluation import ab_sheet, judge
+    from ftkit.evaluation.report import user_text
+
+    ev = run.config.evaluation
+    n_boot, seed = ev.n_bootstrap, ev.seed
+    pairs = [ab_sheet.PairItem(p.id, user_text(r), o.output, p.output)
+             for r, o, p in zip(c.setup.records, c.setup.predictions, new_preds)]
+    sheet_rows, key = ab_sheet.build_sheet(pairs, ev.ab_items, seed=seed,
+                                           context={"training_run": c.current.run_id, "baseline_run": c.setup.run_id})
+    files = ab_sheet.write_sheet(run.artefact("ab"), sheet_rows, key,
+                                 title=f"{run.config.client.name or run.engagement.slug}: blind A/B review")
+    ratings, rating_files, other_sheets = ab_sheet.collect(run.engagement.path / ev.ab_ratings_dir, key)
+    for path in rating_files:
+        run.record_input(path)
+    human = ab_sheet.analyse(ratings, key, n_boot=n_boot, seed=seed) if ratings else None
+    judged = None
+    if ev.llm_judge:
+        refs = {p.id: p.reference for p in new_preds}
+        judged = judge.run_judge(judge.client_for(run.config), sheet_rows, key, refs, c.setup.spec.system_prompt,
+                                 n_boot, seed)
+        run.write_json("ab/llm_judge.json", judged)
+    sec = Section(value={"ab": {"sheet_id": key["sheet_id"], "n_items": key["n_items"],
+                                "files": {k: f"ab/{v.name}" for k, v in files.items()}, "human": human,
+                                "other_sheets": other_sheets}, "judge": judged})
+    if human:
+        sec.table(human["per_rater"], caption="Per rater")
+    if other_sheets:
+        sec.notes.append(f"Files in {ev.ab_ratings_dir}/ for other sheets (earlier models), not used: "
+                         f"{', '.join(other_sheets)}")
+    return sec.add(human_ab_finding(human, key, ev.ab_ratings_dir), judge_finding(judged))
+
+
+def acceptance(config, evidence: dict) -> Section:
+    """Each acceptance criterion with its value and CI, and the verdict (value: ftkit.evaluation.verdict.Verdict).
+
+    ``evidence``: what ftkit.evaluation.verdict.decide reads (see :func:`evidence`).
+    """
+    from ftkit.evaluation import verdict
+
+    ev = config.evaluation
+    decision = verdict.decide(ev.acceptance, evidence, max_iterations=ev.max_iterations)
+    rows = [{"criterion": f"{c['metric']} {c['rule']}", "value": "-" if c["value"] is None else round(c["value"], 4),
+             "95% CI": f"{c['ci'][0]:.3f}-{c['ci'][1]:.3f}" if c["ci"] else "", "status": c["status"],
+             "margin": c["margin"], "evidence": c["evidence"]} for c in decision.criteria]
+    return Section(value=decision).table(rows, caption="Acceptance criteria").add(*verdict_findings(decision))
+
+
+def evidence(c: Compared, s: Scored, n_answers: int, regs: dict, ab: dict, stops: dict, forget, health: dict) -> dict:
+    """What the verdict's criteria can be measured on, from the sections' values."""
+    return {"headline_metric": c.headline_metric, "metrics": s.rows, "regressions": regs["regressions"],
+            "n_examples": n_answers, "human_ab": ab["ab"]["human"], "judge": ab["judge"],
+            "stops": {k: stops[k] for k in ("baseline", "fine_tuned")}, "forgetting": forget, "training": health,
+            "iteration": c.current.number}
+
+
+# -- typed results ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class EvaluationResults(PhaseResults):
+    """What the evaluation phase hands to the deployment plan and the report (results.json ``results``)."""
+
+    PHASE = "evaluation"
+    SCHEMA_VERSION = 1
+
+    training_run: str = described("run id of the training run evaluated")
+    iteration: int = described("its iteration number (1 = first succeeded training run)")
+    baseline_run: str = described("run id of the baseline compared with")
+    prompts_sha256: str = described("sha256 over the per-example prompt hashes (same prompts as the baseline)")
+    generation: dict = described("max_new_tokens (tokens), batch_size, decoding")
+    metrics: dict = described("metric name -> paired comparison row (baseline, fine_tuned, diff, CIs, p)",
+                              "metric units; CIs 95 %")
+    fine_tuned_metrics: dict = described("the fine-tuned model's MetricsReport.to_dict()")
+    regressions: list = described("test examples the baseline answered better (id, scores)")
+    side_by_side: list = described("examples shown with both answers")
+    stops: dict = described("runaways of both models, serving stop ids, template round trip", "rate: share 0-1")
+    forgetting: dict | None = described("general-probe accuracy before/after (None when skipped)", "share 0-1")
+    training_health: dict = described("validation-loss trend and overfitting flag of the evaluated run")
+    iterations: list = described("this iteration and earlier ones on the headline metric")
+    ab: dict = described("blind A/B sheet id, items, files and human ratings (None until filled sheets arrive)")
+    judge: dict | None = described("LLM-judge result, None when evaluation.llm_judge is off")
+    verdict: dict = described("go / no_go / pending, action, why, next steps and every criterion row")
+    files: dict = described("artefacts of this run, relative to the run folder")
+
+    @property
+    def headline_metric(self) -> str:
+        return _headline_metric_of(self)
+
+    @property
+    def decision(self) -> str:
+        """'go', 'no_go' or 'pending'."""
+        return self.verdict["verdict"]
+
+    def headline_row(self) -> dict:
+        from ftkit.evaluation.paired import p_value
+
+        m = _headline_metric_of(self)
+        row = self.metrics[m]
+        return {"verdict": self.verdict["verdict"], "headline_metric": m, "delta": row["diff"],
+                "baseline": row["baseline"], "fine_tuned": row["fine_tuned"], "p_value": p_value(row),
+                "action": self.verdict["action"], "n_test": self.n_test}
+
+    @property
+    def n_test(self) -> int:
+        """Test examples both models answered."""
+        return int(self.fine_tuned_metrics["n"])
+
+
+def _headline_metric_of(r: EvaluationResults) -> str:
+    return r.fine_tuned_metrics["headline"]["name"]
+
+
+def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs: dict, examples: list,
+            stops: dict, forget, health: dict, iteration_rows: list, ab: dict, decision) -> EvaluationResults:
+    setup = c.setup
+    return EvaluationResults(
+        training_run=c.current.run_id, iteration=c.current.number, baseline_run=setup.run_id,
+        prompts_sha256=fingerprint, generation={"max_new_tokens": setup.max_new_tokens, "batch_size": setup.batch_size,
+                                                "decoding": "greedy"},
+        metrics=s.rows, fine_tuned_metrics=s.new_report.to_dict(), regressions=regs["regressions"],
+        side_by_side=examples, stops=stops, forgetting=forget, training_health=health, iterations=iteration_rows,
+        ab=ab["ab"], judge=ab["judge"], verdict=decision.to_dict(),
+        files={"predictions": "predictions.jsonl", "ab_sheet": "ab/ab_sheet.html"})
+
+
+def summary(r: EvaluationResults) -> str:
+    return f"Verdict {r.verdict['verdict']}: {r.verdict['why']}"
+
+
+def what_to_tell_the_client(r: EvaluationResults) -> str:
+    from ftkit.evaluation import report
+    from ftkit.evaluation.verdict import Verdict
+
+    return report.tell_client(Verdict(**r.verdict), r.metrics, _headline_metric_of(r), r.n_test, r.forgetting,
+                              r.stops["fine_tuned"])
+
+
+def next_steps(r: EvaluationResults) -> list[str]:
+    return list(r.verdict["next_steps"])
