@@ -50,7 +50,7 @@ def test_template_sync_rewrites_only_comments_and_catches_a_drifted_one():
     assert changed == ["data.split.train"] and fixed == text
     helps = {**help_texts(), "data.split.train": 'Training share; "#" is not a comment inside quotes.'}
     rewritten, changed = synced(text, helps)
-    assert changed == ["data.split.train"] and yaml.safe_load(rewritten) == yaml.safe_load(text)
+    assert changed == ["data.split.train"] and yamlio.safe_load(rewritten) == yamlio.safe_load(text)
     assert '    train: 0.8                  # Training share; "#" is not a comment' in rewritten
 
 
