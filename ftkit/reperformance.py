@@ -58,6 +58,7 @@ MEASURED_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:min|minutes|s|sec|seconds
 EXPECTED_TO_DIFFER = {
     "report.html": "rendered with the run id, times and paths of its own run",
     "status.json": "start and finish times of its own run",
+    "run.log": "the kernel's stderr and progress lines (reports.RUN_LOG): timings and library warnings",
     "training_args.bin": "pickled TrainingArguments, which hold the run folder's path",
 }
 NOTEBOOK_REASON = "the executed notebook carries its own run id, paths and execution times"
