@@ -22,6 +22,15 @@ def command(name: str):
     return register
 
 
+CLIENT_HELP = "engagement name: the folder under --root"
+
+
+def _phase_help(text: str) -> str:
+    from ftkit.phases import PHASES
+
+    return f"{text}; one of: {', '.join(PHASES)} (or its number)"
+
+
 def _root_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="engagements", help="folder holding engagements (default: ./engagements)")
 
@@ -35,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="create an engagement from the template and take in the client's data")
     p.add_argument("client", help="client name: becomes the folder name (letters, digits, - _ .)")
     p.add_argument("--data", action="append", required=True, metavar="FILE", help="client data file (repeatable)")
-    p.add_argument("--task", help="classification | structured_output | free_text | chat")
+    p.add_argument("--task", metavar="TYPE", help="task type: classification | structured_output | free_text | chat")
     p.add_argument("--base-model", help="hub id, local folder, .gguf file or short name")
     _root_arg(p)
 
     p = sub.add_parser("run", help="run phases (all, in order, by default) with papermill")
-    p.add_argument("client")
-    p.add_argument("--phase", action="append", metavar="NAME", help="phase to run (repeatable); default: all")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("--phase", action="append", metavar="NAME", help=_phase_help("phase to run (repeatable); default: all"))
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="notebook parameter")
     p.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS", help="per-cell time limit")
     _root_arg(p)
@@ -50,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("verify", "re-hash every recorded file; exit 1 naming what changed"),
                        ("report", "rebuild the consolidated engagement report")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("client")
+        p.add_argument("client", help=CLIENT_HELP)
+        if name == "verify":
+            _verify_args(p)
         if name == "report":
             p.add_argument("--pdf", action="store_true",
                            help="also write report/engagement.pdf (needs a chromium or chrome binary)")
@@ -59,30 +70,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a whole engagement on shipped sample data")
     p.add_argument("--client", default="demo", help="engagement name (default: demo)")
     p.add_argument("--base-model", default=None, help="override the demo's base model (e.g. tiny-random)")
-    p.add_argument("--phase", action="append", metavar="NAME", help="only these phases")
+    p.add_argument("--phase", action="append", metavar="NAME", help=_phase_help("only these phases (repeatable)"))
     _root_arg(p)
 
     p = sub.add_parser("lab", help="JupyterLab on a working copy of the notebooks, parameters filled in")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--no-launch", action="store_true", help="prepare the working copy and print its path only")
     _root_arg(p)
 
     p = sub.add_parser("serve", help="OpenAI-compatible UAT endpoint for the fine-tuned model (127.0.0.1)")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     _root_arg(p)
 
     p = sub.add_parser("monitor", help="drift of a production log against the training data (exit 1 on alert)")
-    p.add_argument("client")
+    p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--log", required=True, metavar="FILE", help="JSONL log: one {messages|input, output} per line")
     _root_arg(p)
+
+    p = sub.add_parser("reproduce", help="re-perform a recorded run and compare: inputs, environment, outputs")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("run_id", metavar="RUN_ID", help="the run to re-perform (a folder name under phases/*/runs/)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse when the environment differs in any way from the recorded one")
+    _root_arg(p)
+
+    p = sub.add_parser("env", help="print the pinned requirements of a recorded run (pip install --no-deps -r)")
+    p.add_argument("--from-run", required=True, metavar="RUN_DIR",
+                   help="a run folder (phases/NN_phase/runs/RUN_ID) with environment.txt or manifest.json")
+    p.add_argument("-o", "--output", metavar="FILE", default="", help="write to FILE instead of printing")
 
     data = sub.add_parser("data", help="data tools outside an engagement")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
-    p.add_argument("file")
-    p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"])
+    p.add_argument("file", help="the data file to check (JSONL, JSON or CSV)")
+    p.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "csv"],
+                   help="record format (default: auto, detected from the file)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the findings as JSON")
     p.add_argument("--base-model", metavar="ID_OR_PATH", help="tokenizer for exact token, over-length and label-coverage "
                    "checks (hub id, folder, .gguf or short name, as base_model.id)")
@@ -145,18 +169,53 @@ def _status(args) -> int:
     return 0
 
 
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--anchor", action="store_true",
+                   help="after verifying, print the audit chain's head (sha256, entry count) in one line for the "
+                        "client to keep outside the engagement")
+    p.add_argument("--expect-head", metavar="SHA", default="",
+                   help="fail unless the audit chain still passes through this head (from an earlier --anchor)")
+    p.add_argument("--signature", metavar="HEX", default="",
+                   help="with --expect-head: also check the anchor's Ed25519 signature against the engagement's "
+                        "recorded public key")
+    p.add_argument("--sign-key-env", metavar="VAR", default="",
+                   help="with --anchor: sign the line with the Ed25519 private key held in this environment "
+                        "variable (its public key is recorded in the engagement)")
+
+
 @command("verify")
 def _verify(args) -> int:
     from ftkit.engagement import Engagement
     from ftkit.verify import verify_engagement
 
-    problems, checked = verify_engagement(Engagement.at(args.client, args.root))
+    if args.signature and not args.expect_head:
+        from ftkit.errors import UsageError
+        raise UsageError("--signature checks a signed anchor: give its head with --expect-head SHA too.")
+    if args.sign_key_env and not args.anchor:
+        from ftkit.errors import UsageError
+        raise UsageError("--sign-key-env signs the anchor line: add --anchor.")
+    engagement = Engagement.at(args.client, args.root)
+    problems, checked = verify_engagement(engagement)
+    if args.expect_head:
+        from ftkit.anchor import PUBLIC_KEY_FILE, check_expected_head
+
+        problems += check_expected_head(engagement.slug, engagement.audit_path, args.expect_head, args.signature,
+                                        engagement.path / PUBLIC_KEY_FILE)
     if problems:
         print(f"ftkit verify: {len(problems)} problem(s) in engagement '{args.client}':", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"ftkit verify: OK: {checked} recorded files match their hashes and the audit chain is intact.")
+    extends = " and extends the expected head" if args.expect_head else ""
+    print(f"ftkit verify: OK: {checked} recorded files match their hashes and the audit chain is intact{extends}.")
+    if args.anchor:
+        from ftkit.anchor import PUBLIC_KEY_FILE, current_anchor, sign
+
+        anchor = current_anchor(engagement.slug, engagement.audit_path)
+        line = anchor.message()
+        if args.sign_key_env:
+            line += f" ed25519={sign(anchor, args.sign_key_env, engagement.path / PUBLIC_KEY_FILE)}"
+        print(line)
     return 0
 
 
@@ -210,10 +269,51 @@ def _monitor(args) -> int:
     return monitor_command(args.client, args.root, log=args.log)
 
 
+@command("reproduce")
+def _reproduce(args) -> int:
+    from ftkit.engagement import Engagement
+    from ftkit.reperformance import reproduce
+
+    from ftkit.reports import build_engagement_report
+
+    engagement = Engagement.at(args.client, args.root)
+    report = reproduce(engagement, args.run_id, strict=args.strict, on_event=lambda m: print(m, flush=True))
+    print(f"Engagement report (lists the re-performance beside the run): {build_engagement_report(engagement)}")
+    counts: dict[str, int] = {}
+    for row in report.get("outputs", []):
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    print(f"outputs: {', '.join(f'{n} {v}' for v, n in sorted(counts.items())) or 'none compared'}")
+    for row in report.get("outputs", []) + report.get("headline", []) + report.get("findings", []):
+        if row["verdict"] in ("different", "missing", "within_tolerance"):
+            name = row.get("file") or row.get("key") or f"finding {row.get('code')}"
+            print(f"  {row['verdict']}: {name} {row.get('reason', '')}".rstrip())
+    curve = report.get("loss_curve")
+    if curve:
+        print(f"training loss curve: {curve['verdict']} ({curve['points']} points, largest relative difference "
+              f"{curve.get('max_relative_difference', 'n/a')}, tolerance {curve.get('tolerance')})")
+    print(f"ftkit reproduce: {report['verdict']} -> {report['run_dir']}")
+    return 0 if report["verdict"] != "not_reproduced" else 1
+
+
+@command("env")
+def _env(args) -> int:
+    from ftkit.reperformance_env import requirements_of_run
+
+    text = requirements_of_run(Path(args.from_run))
+    if args.output:
+        from ftkit.fsutil import atomic_write_text
+        atomic_write_text(args.output, text)
+        print(f"Wrote {args.output}: pip install --no-deps -r {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
 @command("data")
 def _data(args) -> int:
     if args.data_command != "check":
-        build_parser().parse_args(["data", "--help"])
+        print("usage: ftkit data check FILE [--format FORMAT] [--json OUT]\n"
+              "ftkit data: give a subcommand (check); see `ftkit data --help`.", file=sys.stderr)
         return 2
     from ftkit.data.check_command import run_data_check
 

@@ -500,7 +500,7 @@ def parse_config(data: Any, source: str = "engagement.yaml") -> EngagementConfig
 
 def load_yaml(path: str | Path) -> Any:
     """Read YAML with a clear error that names the file and line of a syntax error."""
-    import yaml  # PyYAML: fast, safe_load only
+    from ftkit.yamlio import YAMLSyntaxError, safe_load  # YAML 1.2, the version ftkit writes
 
     path = Path(path)
     try:
@@ -510,12 +510,10 @@ def load_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", source=str(path)) from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{where}YAML syntax error: {problem}; check indentation and quoting there",
+        return safe_load(text)
+    except YAMLSyntaxError as err:
+        where = f"line {err.line}, column {err.column}: " if err.line else ""
+        raise ConfigError(f"{where}YAML syntax error: {err.problem}; check indentation and quoting there",
                           source=str(path)) from None
 
 

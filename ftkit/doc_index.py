@@ -30,12 +30,12 @@ def index_path() -> Path:
 
 def load_index(path: str | Path | None = None) -> list[dict]:
     """The frameworks of the index, validated; every problem is reported at once (ConfigError)."""
-    import yaml
+    from ftkit.yamlio import YAMLSyntaxError, safe_load
 
     path = Path(path) if path else index_path()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+        data = safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLSyntaxError) as err:
         raise ConfigError([f"cannot read the documentation index: {err}"], source=str(path)) from err
     frameworks = (data or {}).get("frameworks") if isinstance(data, dict) else None
     if not isinstance(frameworks, list) or not frameworks:

@@ -24,11 +24,9 @@ def render_engagement_yaml(values: dict) -> str:
 
     ruamel.yaml's round-trip mode keeps every comment, so the file stays self-documenting.
     """
-    from ruamel.yaml import YAML
+    from ftkit.yamlio import round_trip
 
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
+    yaml = round_trip()
     doc = yaml.load((templates_dir() / "engagement.yaml").read_text(encoding="utf-8"))
     for dotted, value in values.items():
         node = doc
@@ -63,8 +61,8 @@ def create_engagement(client: str, data_files: list[str | Path], root: str | Pat
         values["base_model.id"] = base_model
     values.update(settings or {})
     text = render_engagement_yaml(values)
-    import yaml as pyyaml
-    parse_config(pyyaml.safe_load(text), source="engagement.yaml (new)")  # refuse bad settings before writing
+    from ftkit.yamlio import safe_load
+    parse_config(safe_load(text), source="engagement.yaml (new)")  # refuse bad settings before writing
 
     try:
         engagement.root.mkdir(parents=True, exist_ok=True)

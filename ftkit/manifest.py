@@ -17,12 +17,16 @@ import sys
 from pathlib import Path
 
 import ftkit
+from ftkit import environment
 from ftkit.fsutil import sha256_file
 
-KEY_PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "tokenizers",
-                "safetensors", "trl", "papermill", "nbconvert", "nbclient", "ipykernel", "jupyterlab",
-                "ipywidgets", "matplotlib", "datasketch", "sacrebleu", "rouge-score", "gguf", "huggingface-hub",
-                "numpy", "jinja2", "pyyaml")
+# ftkit's declared dependencies (pyproject.toml; a test keeps the two equal) plus optional ones that change what
+# runs: the short table reports show. The complete set of installed distributions is in "environment".
+KEY_PACKAGES = ("torch", "transformers", "tokenizers", "huggingface-hub", "peft", "accelerate", "gguf", "numpy",
+                "scipy", "tqdm", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel", "ipython",
+                "ipywidgets", "jupyterlab", "matplotlib", "jinja2", "ruamel.yaml", "fastjsonschema", "filelock",
+                "sacrebleu", "rouge-score", "psutil", "bitsandbytes", "safetensors", "cryptography",
+                "phonenumbers", "python-stdnum", "pyarrow", "zstandard", "openpyxl")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -78,6 +82,7 @@ def _memory_gb() -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _gpus() -> list[dict]:
     if not shutil.which("nvidia-smi"):
         return []
@@ -107,7 +112,7 @@ def build_manifest(*, run_id: str, phase: str, client: str, status: str, started
                    duration_s: float, parameters: dict, inputs: dict, run_dir: Path, notebook_source: Path,
                    kernel_name: str, provenance: dict, error: str = "") -> dict:
     return {
-        "manifest_version": 1,
+        "manifest_version": 2,  # 2: adds "environment" (complete environment; environment.txt)
         "run_id": run_id,
         "phase": phase,
         "client": client,
@@ -124,6 +129,18 @@ def build_manifest(*, run_id: str, phase: str, client: str, status: str, started
         "python": {"version": platform.python_version(), "executable": sys.executable, "kernel": kernel_name},
         "packages": package_versions(),
         "hardware": hardware(),
+        "environment": {**environment.collect(gpus=_gpus()), "torch_runtime": provenance.get("torch", {})},
         "seeds": provenance.get("seeds", {}),
         "base_model": provenance.get("base_model", {}),
     }
+
+
+def write_environment_file(run_dir: Path, run_id: str, phase: str) -> Path:
+    """``environment.txt``: the run's complete environment as pinned requirements (see ftkit.environment)."""
+    from ftkit.fsutil import atomic_write_text
+
+    header = (f"Environment of ftkit run {run_id} (phase {phase}); ftkit {ftkit.__version__} {ftkit_git_commit()}\n"
+              f"Recreate: pip install --no-deps -r environment.txt  (torch: take this build from "
+              f"https://download.pytorch.org/whl/ if PyPI lacks it)")
+    return atomic_write_text(Path(run_dir) / environment.ENVIRONMENT_FILE,
+                             environment.requirements_text(environment.collect(), header))

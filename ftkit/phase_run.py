@@ -24,6 +24,7 @@ from ftkit.phases import get_phase
 
 RESULTS_FILE = "results.json"
 SNAPSHOT_FILE = "engagement.snapshot.yaml"
+REPERFORMANCE_OF_FILE = "reperformance_of.json"  # in a re-performance's run folder: what it re-performs
 
 
 @dataclass
@@ -104,11 +105,19 @@ class PhaseRun:
         self.provenance["base_model"] = dict(description)
 
     def upstream_dir(self, phase: str) -> Path:
+        pinned = self._pinned_upstream().get(get_phase(phase).name)
+        if pinned:  # a re-performance reads the very runs the original read, not today's `latest`
+            return self.engagement.runs_dir(phase) / pinned
         run_dir = self.engagement.latest_run_dir(phase)
         if run_dir is None:
             raise PhaseFailed(f"Phase '{get_phase(phase).name}' has no succeeded run yet; run "
                               f"`ftkit run {self.engagement.slug} --phase {get_phase(phase).name}` first.")
         return run_dir
+
+    def _pinned_upstream(self) -> dict:
+        """{phase: run_id} from ``reperformance_of.json`` (written by ``ftkit reproduce``), else {}."""
+        path = self.run_dir / REPERFORMANCE_OF_FILE
+        return (read_json(path).get("upstream") or {}) if path.is_file() else {}
 
     def upstream_payload(self, phase: str) -> dict:
         """The latest succeeded results.json of ``phase`` as written (a dict); its hash is recorded as an input.
@@ -210,6 +219,9 @@ class PhaseRun:
                 raise PhaseFailed(f"{type(typed).__name__} holds '{typed.PHASE}' results, but this is the "
                                   f"'{self.phase}' phase.")
             headline, results, schema = typed.headline_row(), typed.to_results(), typed.schema()
+        from ftkit.environment import torch_runtime
+
+        self.provenance["torch"] = torch_runtime()  # determinism settings and threads, as this kernel had them
         payload = {
             "phase": self.phase,
             "run_id": self.run_id,

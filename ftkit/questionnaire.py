@@ -16,19 +16,16 @@ from ftkit.fsutil import atomic_write_text
 
 def save_answers(config_path: Path, answers: dict) -> None:
     """Write ``answers`` into the ``suitability`` section, keeping every comment; validate first."""
-    from ruamel.yaml import YAML
+    from ftkit.yamlio import round_trip, safe_load
 
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
+    yaml = round_trip()
     doc = yaml.load(Path(config_path).read_text(encoding="utf-8"))
     section = doc.setdefault("suitability", {})
     for key, value in answers.items():
         section[key] = value
     out = io.StringIO()
     yaml.dump(doc, out)
-    import yaml as pyyaml
-    parse_config(pyyaml.safe_load(out.getvalue()), source=str(config_path))  # refuse invalid answers
+    parse_config(safe_load(out.getvalue()), source=str(config_path))  # refuse invalid answers
     atomic_write_text(config_path, out.getvalue())
 
 

@@ -282,7 +282,21 @@ def _history(engagement: Engagement, phase) -> list[dict]:
         status = _read_optional(engagement.runs_dir(phase) / run_id / "status.json") or {}
         rows.append({"run_id": run_id, "status": status.get("status", "unknown"),
                      "finished_utc": status.get("finished_utc", ""), "error": status.get("error", "")})
+    _note_reperformances(engagement, phase, rows)
     return rows
+
+
+def _note_reperformances(engagement: Engagement, phase, rows: list[dict]) -> None:
+    """`ftkit reproduce` runs, shown beside the runs they re-performed (ftkit/reperformance.py)."""
+    by_id = {row["run_id"]: row for row in rows}
+    for row in rows:
+        report = _read_optional(engagement.runs_dir(phase) / row["run_id"] / "reperformance.json")
+        if not report:
+            continue
+        row["reperformance"] = f"re-performs {report.get('reperformance_of')}: {report.get('verdict')}"
+        original = by_id.get(report.get("reperformance_of"))
+        if original is not None:
+            original.setdefault("reperformed_by", []).append(f"{row['run_id']}: {report.get('verdict')}")
 
 
 def _figures(engagement: Engagement, run_dir: Path) -> list[dict]:

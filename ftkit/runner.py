@@ -23,7 +23,7 @@ from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError, PhaseFailed
 from ftkit.fsutil import atomic_write_json, read_json, sha256_file
 from ftkit.lock import engagement_lock
-from ftkit.manifest import MANIFEST_FILE, build_manifest, ftkit_git_commit
+from ftkit.manifest import MANIFEST_FILE, build_manifest, ftkit_git_commit, write_environment_file
 from ftkit.parameters import validate
 from ftkit.phase_run import RESULTS_FILE, SNAPSHOT_FILE
 from ftkit.phases import Phase, get_phase, ordered
@@ -205,8 +205,16 @@ def _split_overrides(engagement: Engagement, phases: list[Phase], overrides: dic
 
 
 def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None = None,
-              cell_timeout_s: int | None = None, progress: bool = True) -> RunOutcome:
-    """Execute one phase notebook into a new run folder. The caller holds the engagement lock."""
+              cell_timeout_s: int | None = None, progress: bool = True, *,
+              prepare: Callable[[Path], None] | None = None,
+              before_record: Callable[[Path, str], None] | None = None, move_latest: bool = True) -> RunOutcome:
+    """Execute one phase notebook into a new run folder. The caller holds the engagement lock.
+
+    Hooks for ``ftkit reproduce`` (ftkit/reperformance.py): ``prepare(run_dir)`` runs after the folder and its
+    snapshot exist and before the notebook starts; ``before_record(run_dir, status)`` runs before the
+    environment file and manifest are written, so what it writes is hashed like every output; with
+    ``move_latest=False`` a succeeded run leaves ``latest`` where it was (a re-performance is a check, not new work).
+    """
     phase = get_phase(phase) if isinstance(phase, str) else phase
     notebook = notebook_for(phase, engagement)
     params = validate(notebook, overrides or {}, phase.name)
@@ -216,12 +224,14 @@ def run_phase(engagement: Engagement, phase: Phase | str, overrides: dict | None
     output_nb = run_dir / phase.notebook
     t0 = time.perf_counter()
     try:
+        if prepare:
+            prepare(run_dir)
         outcome = _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output_nb, started, t0,
-                                  cell_timeout_s, progress)
+                                  cell_timeout_s, progress, before_record)
     except FtkitError as err:  # e.g. the disk filled up while the evidence was being written
         raise FtkitError(f"{err} The run folder {run_dir} keeps what was written; the next `ftkit run` "
                          f"marks it abandoned, and `latest` still points at the previous good run.") from err
-    if outcome.succeeded:
+    if outcome.succeeded and move_latest:
         engagement.set_latest(phase, run_id)  # only now, after the audit entry: a failed run never moves `latest`
     return outcome
 
@@ -250,7 +260,7 @@ def _start_run_dir(engagement: Engagement, phase: Phase, run_id: str, started: s
 
 
 def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output_nb, started, t0,
-                    cell_timeout_s, progress) -> RunOutcome:
+                    cell_timeout_s, progress, before_record=None) -> RunOutcome:
     """Execute, decide the status, scan for secrets, then write the report, status, manifest and audit entry:
     everything but moving `latest`, which the caller does last."""
     status, error = _execute(notebook, output_nb, run_dir, engagement, params, cell_timeout_s, progress)
@@ -268,6 +278,9 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
     t_report = time.perf_counter() - t1
     _write_status(run_dir, status, started, finished, error)
     t2 = time.perf_counter()
+    write_environment_file(run_dir, run_id, phase.name)  # before the manifest: hashed like every output
+    if before_record:
+        before_record(run_dir, status)
     manifest = build_manifest(
         run_id=run_id, phase=phase.name, client=engagement.slug, status=status, started_utc=started,
         finished_utc=finished, duration_s=time.perf_counter() - t0, parameters=params,
@@ -284,9 +297,15 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
 
 def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagement, params: dict,
              cell_timeout_s: int | None, progress: bool) -> tuple[str, str]:
+    import os
+
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
+
+    # A fixed hash seed for the kernel (and the processes it starts): set iteration order, and so every list
+    # built from a set (peft's target_modules, for one), is the same in every run; the manifest records it.
+    os.environ.setdefault("PYTHONHASHSEED", "0")
 
     try:
         papermill.execute_notebook(

@@ -6,6 +6,7 @@ from pathlib import Path
 from ftkit.audit_log import check_chain, read_entries
 from ftkit.engagement import Engagement
 from ftkit.fsutil import read_json, sha256_file
+from ftkit.lock import is_locked
 from ftkit.manifest import MANIFEST_FILE
 from ftkit.phases import ordered
 
@@ -56,7 +57,7 @@ def verify_engagement(engagement: Engagement) -> tuple[list[str], int]:
     for phase in ordered():
         for run_id in engagement.run_ids(phase):
             run_dir = engagement.runs_dir(phase) / run_id
-            if run_dir not in recorded_runs and not (_running(run_dir) and engagement.lock_path.exists()):
+            if run_dir not in recorded_runs and not (_running(run_dir) and is_locked(engagement.lock_path)):
                 problems.append(f"{engagement.relative(run_dir)}: run folder is not in the audit log "
                                 f"(added by hand, or its process was killed before it was recorded)")
         latest = engagement.latest_run_id(phase)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-import yaml
+from ftkit import yamlio
 
 from ftkit.config import EngagementConfig, iter_fields, load_config, parse_config
 from ftkit.errors import ConfigError
@@ -50,12 +50,12 @@ def test_template_sync_rewrites_only_comments_and_catches_a_drifted_one():
     assert changed == ["data.split.train"] and fixed == text
     helps = {**help_texts(), "data.split.train": 'Training share; "#" is not a comment inside quotes.'}
     rewritten, changed = synced(text, helps)
-    assert changed == ["data.split.train"] and yaml.safe_load(rewritten) == yaml.safe_load(text)
+    assert changed == ["data.split.train"] and yamlio.safe_load(rewritten) == yamlio.safe_load(text)
     assert '    train: 0.8                  # Training share; "#" is not a comment' in rewritten
 
 
 def test_all_problems_are_reported_at_once_with_field_and_value():
-    data = yaml.safe_load((templates_dir() / "engagement.yaml").read_text())
+    data = yamlio.safe_load((templates_dir() / "engagement.yaml").read_text())
     data["task"]["type"] = "sumarisation"
     data["training"]["epochs"] = "three"
     data["training"]["lerning_rate"] = 1e-4

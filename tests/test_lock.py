@@ -13,18 +13,84 @@ from ftkit.lock import engagement_lock
 from ftkit.runner import run_phases
 
 
+HOLD = ("import sys, time\nfrom ftkit.lock import engagement_lock\n"
+        "with engagement_lock(sys.argv[1], 'ftkit run training'):\n"
+        "    print('locked', flush=True)\n    time.sleep(float(sys.argv[2]))\n")
+
+
+def _holder(lock_path, seconds: float = 30) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock_path), str(seconds)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
 def test_second_run_is_refused_while_one_is_running(make_engagement):
     engagement = make_engagement()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = _holder(engagement.lock_path)
     try:
-        engagement.lock_path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                    "since": "now", "purpose": "ftkit run training"}))
-        with pytest.raises(EngagementLocked, match=f"process {holder.pid}.*ftkit run training"):
+        with pytest.raises(EngagementLocked, match=f"process {holder.pid}.*ftkit run training.*pid {holder.pid}"):
             run_phases(engagement, ["suitability"], progress=False)
     finally:
         holder.kill()
         holder.wait()
     assert engagement.run_ids("suitability") == []
+
+
+def test_a_killed_holder_releases_the_lock_by_itself(tmp_path):
+    """SIGKILL gives the process no chance to clean up: the OS drops its lock, its note is left behind."""
+    lock = tmp_path / ".ftkit.lock"
+    holder = _holder(lock)
+    from ftkit.lock import is_locked
+    assert is_locked(lock)
+    holder.kill()
+    holder.wait()
+    assert lock.exists() and not is_locked(lock)  # a note without a lock means nothing
+    with engagement_lock(lock, "after the kill") as info:
+        assert json.loads(lock.read_text())["purpose"] == "after the kill" and info["pid"] != holder.pid
+
+
+RACER = """
+import json, sys, time
+import ftkit.lock as lk
+from ftkit.errors import EngagementLocked
+original = lk.read_lock
+def slow_read(path):  # widen the window between reading the stale note and acting on it
+    info = original(path)
+    time.sleep(0.3)
+    return info
+lk.read_lock = slow_read
+lock, log, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    with lk.engagement_lock(lock, "racer"):
+        t0 = time.time()
+        time.sleep(0.6)
+        with open(log, "a") as f:
+            f.write(json.dumps([t0, time.time()]) + "\\n")
+except EngagementLocked:
+    pass
+"""
+
+
+def test_processes_racing_for_a_stale_lock_never_both_get_it(tmp_path):
+    """Before: each racer read the dead holder's file, judged it stale, removed it and created its own, so two
+    racers held the lock at once. Now the OS grants it to one at a time."""
+    import time
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock, log = tmp_path / ".ftkit.lock", tmp_path / "held.jsonl"
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "then", "purpose": "x"}))
+    start = time.time() + 3
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(lock), str(log), str(start)]) for _ in range(4)]
+    for racer in racers:
+        assert racer.wait(timeout=60) == 0
+    spans = sorted(json.loads(line) for line in log.read_text().splitlines())
+    assert spans, "no racer took the lock"
+    for (_, end), (begin, _) in zip(spans, spans[1:]):
+        assert begin >= end, f"two processes held the lock at once: {spans}"
 
 
 def test_stale_lock_from_a_killed_process_is_recovered(tmp_path):

@@ -87,20 +87,17 @@ def test_structured_metrics_by_hand():
     assert report.headline["name"] == "field_accuracy"
 
 
-def test_schema_subset_validator():
+def test_schema_validator_names_the_path_of_the_first_violation():
     assert schema_errors({"category": "billing", "priority": "low"}, SCHEMA) == []
-    assert schema_errors({"category": "x"}, SCHEMA) == ["$: missing required property 'priority'",
-                                                        "$.category: 'x' is not one of ['billing', 'returns']"]
-    assert schema_errors([1], {"type": "object"}) == ["$: expected object, got list"]
-    assert schema_errors({"n": 5, "s": "ab"}, {"properties": {"n": {"type": "integer", "maximum": 3},
-                                                              "s": {"pattern": "^a+$"}}}) == \
-        ["$.n: above maximum 3", "$.s: does not match pattern '^a+$'"]
-    assert schema_errors({"x": 1}, {"additionalProperties": False}) == ["$: unexpected property 'x'"]
-    assert schema_errors(True, {"type": "integer"}) == ["$: expected integer, got bool"]
+    assert schema_errors({"category": "x"}, SCHEMA) == ["$: must contain ['priority'] properties"]
+    assert schema_errors([1], {"type": "object"}) == ["$: must be object"]
+    assert schema_errors({"n": 5}, {"properties": {"n": {"type": "integer", "maximum": 3}}}) == \
+        ["$.n: must be smaller than or equal to 3"]
+    assert schema_errors({"x": 1}, {"additionalProperties": False}) == ["$: must not contain {'x'} properties"]
+    assert schema_errors(True, {"type": "integer"}) == ["$: must be integer"]
 
 
-def test_schema_outside_the_subset_uses_jsonschema():
-    pytest.importorskip("jsonschema")
+def test_schema_beyond_simple_keywords():
     one_of = {"oneOf": [{"type": "string"}, {"type": "null"}]}
     validate = make_validator({"type": "object", "properties": {"a": one_of}})
     assert validate({"a": None}) == [] and validate({"a": 3})

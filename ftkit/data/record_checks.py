@@ -163,58 +163,18 @@ def _needs_full_scan(markers: tuple[str, ...]) -> bool:
     return any("<" not in t and "[" not in t for t in markers)
 
 
-_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-               "integer": int, "number": (int, float)}
-
-
-def schema_error(value, schema: dict, path: str = "") -> str:
-    """The first violation of a JSON Schema subset (type, enum, const, required, properties,
-    additionalProperties: false, items, minLength/maxLength, minimum/maximum), or ''.
-
-    Why not the jsonschema package: importing it takes ~10 s on a small machine (its format checkers pull in
-    a grammar library), longer than auditing 100k records; answers' schemas use this subset.
+def schema_error(value, schema: dict) -> str:
+    """The first violation of ``schema`` (the same validator the structured-output metric uses), or ''.
 
     >>> schema_error({"category": "x"}, {"type": "object", "required": ["priority"]})
-    "missing required key 'priority'"
+    "$: must contain ['priority'] properties"
     >>> schema_error({"p": "urgent"}, {"properties": {"p": {"enum": ["low", "high"]}}})
-    "p: 'urgent' is not one of ['low', 'high']"
+    "$.p: must be one of ['low', 'high']"
     """
-    where = f"{path}: " if path else ""
-    expected = schema.get("type")
-    if expected:
-        types = expected if isinstance(expected, list) else [expected]
-        ok = any(isinstance(value, _JSON_TYPES.get(t, object)) and not (t in ("integer", "number") and isinstance(value, bool))
-                 for t in types)
-        if not ok:
-            return f"{where}expected {' or '.join(types)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where}{value!r} is not one of {schema['enum']}"
-    if "const" in schema and value != schema["const"]:
-        return f"{where}{value!r} is not {schema['const']!r}"
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
-            return f"{where}length {len(value)} outside the allowed range"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
-            return f"{where}{value} outside the allowed range"
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                return f"{where}missing required key '{key}'"
-        props = schema.get("properties", {})
-        for key, item in value.items():
-            if key in props:
-                err = schema_error(item, props[key], f"{path}/{key}".lstrip("/"))
-                if err:
-                    return err
-            elif schema.get("additionalProperties") is False:
-                return f"{where}unexpected key '{key}'"
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for n, item in enumerate(value):
-            err = schema_error(item, schema["items"], f"{path}[{n}]")
-            if err:
-                return err
-    return ""
+    from ftkit.metrics.schema import make_validator
+
+    errors = make_validator(schema)(value)
+    return errors[0] if errors else ""
 
 
 def final_answer(msgs: list[dict]) -> tuple[int, dict] | None:

@@ -2,7 +2,7 @@
 
 Lengths (tokens of the user's input, tokens of the answer) are compared with the population stability index
 (PSI, over the reference's deciles) and the two-sample Kolmogorov-Smirnov test; the label mix with PSI and a
-chi-square goodness-of-fit test. A feature is in **alert** when the shift is both large (PSI >= the alert
+chi-square goodness-of-fit test (both tests from ``scipy.stats``, imported only when ``ftkit monitor`` runs). A feature is in **alert** when the shift is both large (PSI >= the alert
 threshold, 0.25 by default) and significant (p < 0.01); **watch** when it is either PSI >= 0.1 or p < 0.01;
 else **stable**. Fewer than ``MIN_SAMPLES`` production rows is **too_few** (no verdict).
 
@@ -59,82 +59,27 @@ def bin_shares(values: list[float], edges: list[float]) -> list[float]:
 
 
 def ks_two_sample(a: list[float], b: list[float]) -> tuple[float, float]:
-    """(D, p): the largest gap between the two empirical CDFs, and its asymptotic p-value (Kolmogorov
-    distribution with Stephens' small-sample correction; conservative for integer-valued lengths)."""
-    a, b = sorted(a), sorted(b)
-    n, m = len(a), len(b)
-    if not n or not m:
+    """(D, p): the largest gap between the two empirical CDFs and its p-value, by ``scipy.stats.ks_2samp``
+    (exact for small samples, asymptotic for large; ties, as in integer lengths, are handled by scipy)."""
+    if not len(a) or not len(b):
         return 0.0, 1.0
-    d, i, j = 0.0, 0, 0
-    while i < n and j < m:
-        x = min(a[i], b[j])
-        while i < n and a[i] == x:
-            i += 1
-        while j < m and b[j] == x:
-            j += 1
-        d = max(d, abs(i / n - j / m))
-    en = math.sqrt(n * m / (n + m))
-    lam = (en + 0.12 + 0.11 / en) * d
-    return d, kolmogorov_sf(lam)
+    from scipy import stats
 
-
-def kolmogorov_sf(lam: float) -> float:
-    """P(K > lam) = 2 sum_k (-1)^(k-1) exp(-2 k^2 lam^2), clamped to [0, 1].
-
-    >>> round(kolmogorov_sf(1.36), 3)
-    0.049
-    """
-    if lam < 1e-3:
-        return 1.0
-    total = sum(2 * (-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
-    return min(1.0, max(0.0, total))
+    result = stats.ks_2samp(a, b)
+    return float(result.statistic), float(result.pvalue)
 
 
 def chi2_sf(x: float, dof: int) -> float:
-    """P(chi-square with ``dof`` degrees of freedom > x): the regularised upper incomplete gamma Q(dof/2, x/2).
+    """P(chi-square with ``dof`` degrees of freedom > x), by ``scipy.stats.chi2.sf``.
 
     >>> round(chi2_sf(3.841, 1), 3)
     0.05
     """
-    if dof <= 0:
+    if dof <= 0 or x <= 0:
         return 1.0
-    if x <= 0:
-        return 1.0
-    a, z = dof / 2.0, x / 2.0
-    return 1.0 - _gamma_series(a, z) if z < a + 1 else _gamma_continued_fraction(a, z)
+    from scipy import stats
 
-
-def _gamma_series(a: float, z: float) -> float:
-    """Lower regularised gamma P(a, z) by its series (converges fast for z < a + 1)."""
-    term = total = 1.0 / a
-    k = a
-    for _ in range(1000):
-        k += 1
-        term *= z / k
-        total += term
-        if abs(term) < abs(total) * 1e-15:
-            break
-    return total * math.exp(-z + a * math.log(z) - math.lgamma(a))
-
-
-def _gamma_continued_fraction(a: float, z: float) -> float:
-    """Upper regularised gamma Q(a, z) by Lentz's continued fraction (z >= a + 1)."""
-    tiny = 1e-300
-    b = z + 1 - a
-    c, d = 1 / tiny, 1 / b
-    h = d
-    for i in range(1, 1000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1 / d
-        h *= d * c
-        if abs(d * c - 1) < 1e-15:
-            break
-    return math.exp(-z + a * math.log(z) - math.lgamma(a)) * h
+    return float(stats.chi2.sf(x, dof))
 
 
 def chi_square_gof(observed: dict[str, int], expected_shares: dict[str, float], min_expected: float = 5.0) -> tuple[float, int, float]:
@@ -152,9 +97,16 @@ def chi_square_gof(observed: dict[str, int], expected_shares: dict[str, float], 
             cells.append((observed.get(cat, 0), e))
     if pool_e > 0:
         cells.append((pool_o, pool_e))
-    stat = sum((o - e) ** 2 / e for o, e in cells if e > 0)
+    cells = [(o, e) for o, e in cells if e > 0]
     dof = len(cells) - 1
-    return stat, dof, chi2_sf(stat, dof)
+    if dof <= 0:
+        return 0.0, max(dof, 0), 1.0
+    from scipy import stats
+
+    obs = [o for o, _ in cells]
+    exp = [e * sum(obs) / sum(e for _, e in cells) for _, e in cells]  # scipy wants equal totals
+    result = stats.chisquare(obs, exp)
+    return float(result.statistic), dof, float(result.pvalue)
 
 
 def quantile_sketch(values: list[float], size: int = MAX_REFERENCE_VALUES) -> list[float]:

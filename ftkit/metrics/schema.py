@@ -1,156 +1,89 @@
-"""JSON Schema checks: the ``jsonschema`` package when installed, else a small built-in subset.
+"""JSON Schema checks: one maintained validator (fastjsonschema) for the data audit and the scoring metric.
 
-The subset covers what answer schemas use: type (incl. lists of types), properties, required,
-additionalProperties (bool or schema), enum, const, items, minItems/maxItems, minLength/maxLength, pattern,
-minimum/maximum. Unknown keywords are ignored, as JSON Schema itself does.
+Both ``ftkit.data.record_checks`` (does a training answer satisfy ``task.json_schema``?) and
+``ftkit.metrics.structured`` (does a model's answer?) call :func:`make_validator`, so they can never disagree
+on one schema and answer. fastjsonschema compiles a schema to Python once (milliseconds to import, a few
+microseconds per check) and follows the standard for the schema's ``$schema`` draft (draft-07 when none is
+given): ``true`` is not ``1`` for ``enum``/``const``, ``0`` is not ``false``, and ``1.0`` *is* an integer from
+draft 6 on (draft 4 says it is not). It reports the first violation it finds, with its JSON path.
+
+Remote ``$ref`` URLs are refused (a schema in engagement.yaml must not make ftkit fetch from the network), and
+``default`` values are never written into the checked answer (``use_default=False``).
 """
 from __future__ import annotations
 
-import re
+import json
+from functools import lru_cache
 
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
+from ftkit.errors import ConfigError
 
 
-def schema_errors(value, schema: dict, path: str = "$") -> list[str]:
-    """Problems of ``value`` against ``schema`` (subset), each naming the JSON path; [] = valid.
+class _NoRemoteRefs(dict):
+    """fastjsonschema fetches a ``$ref`` with urllib unless ``handlers`` has its scheme: claim every scheme."""
 
-    >>> schema_errors({"a": 1}, {"type": "object", "required": ["a", "b"]})
-    ["$: missing required property 'b'"]
-    >>> schema_errors({"a": "x"}, {"properties": {"a": {"enum": ["y"]}}})
-    ["$.a: 'x' is not one of ['y']"]
-    """
-    if not isinstance(schema, dict):
-        return []
-    errors = _type_errors(value, schema, path)
-    if errors:
-        return errors
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: {value!r} is not {schema['const']!r}")
-    if isinstance(value, dict):
-        errors += _object_errors(value, schema, path)
-    elif isinstance(value, list):
-        errors += _array_errors(value, schema, path)
-    elif isinstance(value, str):
-        errors += _string_errors(value, schema, path)
-    elif _TYPES["number"](value):
-        errors += _number_errors(value, schema, path)
-    return errors
+    def __contains__(self, scheme) -> bool:
+        return True
+
+    def __getitem__(self, scheme):
+        def refuse(uri):
+            import fastjsonschema
+
+            raise fastjsonschema.JsonSchemaDefinitionException(
+                f"remote $ref {uri!r} is not fetched; put the definition under $defs in the schema itself")
+        return refuse
 
 
-def _type_errors(value, schema: dict, path: str) -> list[str]:
-    wanted = schema.get("type")
-    if wanted is None:
-        return []
-    names = wanted if isinstance(wanted, list) else [wanted]
-    if any(_TYPES.get(n, lambda v: True)(value) for n in names):
-        return []
-    return [f"{path}: expected {' or '.join(names)}, got {type(value).__name__}"]
+def _message(err) -> str:
+    """'data.a[1] must be integer' -> '$.a[1]: must be integer'."""
+    text = err.message
+    name = err.name or "data"
+    if text.startswith(name):
+        where, rest = name, text[len(name):].lstrip()
+    else:
+        where, rest = "data", text
+    return "$" + where[len("data"):] + ": " + rest
 
 
-def _object_errors(value: dict, schema: dict, path: str) -> list[str]:
-    errors = [f"{path}: missing required property {k!r}" for k in schema.get("required", []) if k not in value]
-    props = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in props:
-            errors += schema_errors(item, props[key], f"{path}.{key}")
-        elif extra is False:
-            errors.append(f"{path}: unexpected property {key!r}")
-        elif isinstance(extra, dict):
-            errors += schema_errors(item, extra, f"{path}.{key}")
-    return errors
+@lru_cache(maxsize=64)
+def _compiled(schema_json: str):
+    import fastjsonschema
 
-
-def _array_errors(value: list, schema: dict, path: str) -> list[str]:
-    errors = []
-    if "minItems" in schema and len(value) < schema["minItems"]:
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
-    if isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
-    return errors
-
-
-def _string_errors(value: str, schema: dict, path: str) -> list[str]:
-    errors = []
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        errors.append(f"{path}: shorter than {schema['minLength']} characters")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        errors.append(f"{path}: longer than {schema['maxLength']} characters")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{path}: does not match pattern {schema['pattern']!r}")
-    return errors
-
-
-def _number_errors(value, schema: dict, path: str) -> list[str]:
-    errors = []
-    if "minimum" in schema and value < schema["minimum"]:
-        errors.append(f"{path}: below minimum {schema['minimum']}")
-    if "maximum" in schema and value > schema["maximum"]:
-        errors.append(f"{path}: above maximum {schema['maximum']}")
-    return errors
-
-
-SUBSET_KEYWORDS = {"type", "properties", "required", "additionalProperties", "enum", "const", "items", "minItems",
-                   "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum",
-                   # annotations: no effect on validity
-                   "$schema", "$id", "title", "description", "default", "examples", "$comment"}
-
-
-_DATA_KEYWORDS = {"enum", "const", "default", "examples", "required"}
-
-
-def keywords(schema, found: set | None = None) -> set[str]:
-    """Every keyword used anywhere in ``schema`` (property names are not keywords).
-
-    >>> sorted(keywords({"type": "object", "properties": {"a": {"oneOf": []}}}))
-    ['oneOf', 'properties', 'type']
-    """
-    found = set() if found is None else found
-    if isinstance(schema, dict):
-        found.update(schema)
-        for key, sub in schema.items():
-            if key in _DATA_KEYWORDS:
-                continue  # their values are data, not schemas
-            children = sub.values() if key in ("properties", "patternProperties", "$defs", "definitions") \
-                and isinstance(sub, dict) else [sub]
-            for child in children:
-                keywords(child, found)
-    elif isinstance(schema, list):
-        for item in schema:
-            keywords(item, found)
-    return found
+    try:
+        return fastjsonschema.compile(json.loads(schema_json), handlers=_NoRemoteRefs(), use_default=False)
+    except Exception as err:  # JsonSchemaDefinitionException, re.error from a bad "pattern", RecursionError
+        raise ConfigError(f"task.json_schema is not a valid JSON Schema ({err}); fix it in engagement.yaml "
+                          f"(see https://json-schema.org/understanding-json-schema/)") from None
 
 
 def make_validator(schema: dict):
-    """A function value -> list of problems. The built-in subset when the schema only uses its keywords
-    (fast, no dependency); else ``jsonschema`` (full standard; its import takes seconds) when installed."""
+    """A function value -> list of problems ([] = valid; otherwise the first violation, naming its JSON path).
+
+    An empty schema only asks for a JSON object (what a structured-output answer must be).
+
+    >>> make_validator({"type": "object", "required": ["a"]})({"b": 1})
+    ["$: must contain ['a'] properties"]
+    >>> make_validator({"properties": {"n": {"type": "integer"}}})({"n": 1.0})
+    []
+    """
     if not schema:
         return lambda value: [] if isinstance(value, dict) else ["$: expected a JSON object"]
-    if keywords(schema) <= SUBSET_KEYWORDS:
-        return lambda value: schema_errors(value, schema)
-    try:
-        import jsonschema
-    except ImportError:
-        from ftkit.errors import MissingDependency
-        unsupported = ", ".join(sorted(keywords(schema) - SUBSET_KEYWORDS))
-        raise MissingDependency("jsonschema", f"task.json_schema uses {unsupported}, which") from None
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema)
-    return lambda value: [f"{_json_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(value)]
+    import fastjsonschema
+
+    check = _compiled(json.dumps(schema, sort_keys=True))
+
+    def validate(value) -> list[str]:
+        try:
+            check(value)
+        except fastjsonschema.JsonSchemaValueException as err:
+            return [_message(err)]
+        return []
+    return validate
 
 
-def _json_path(parts) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+def schema_errors(value, schema: dict) -> list[str]:
+    """Problems of ``value`` against ``schema``; [] = valid.
+
+    >>> schema_errors({"a": "x"}, {"properties": {"a": {"enum": ["y"]}}})
+    ["$.a: must be one of ['y']"]
+    """
+    return make_validator(schema)(value)

@@ -5,7 +5,7 @@ import csv
 import json
 
 import pytest
-import yaml
+from ftkit import yamlio
 
 from ftkit.errors import PhaseFailed
 from ftkit.fsutil import read_json
@@ -58,10 +58,10 @@ def test_second_iteration_with_human_ratings_and_criteria(evaluated, tiny_chain,
 
     engagement = tiny_chain.copy(tmp_path)
     first_eval, first_training = engagement.latest_run_dir("evaluation"), engagement.latest_run_id("training")
-    settings = yaml.safe_load(engagement.config_path.read_text())
+    settings = yamlio.safe_load(engagement.config_path.read_text())
     settings["training"]["learning_rate"] = 0.05  # large enough to change the tiny model's answers in 6 steps
     settings["evaluation"]["acceptance"] = [{"metric": "win_rate", "min": 0.4}, {"metric": "regressions", "max": 1000}]
-    engagement.config_path.write_text(yaml.safe_dump(settings))
+    engagement.config_path.write_text(yamlio.dump(settings))
     [trained] = run_phases(engagement, ["training"], progress=False)
     assert trained.succeeded, trained.error
 

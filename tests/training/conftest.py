@@ -41,11 +41,11 @@ def eot_id(tiny_tokenizer):
 
 
 def _set_training(engagement, **values) -> None:
-    import yaml
+    from ftkit import yamlio
 
-    data = yaml.safe_load(engagement.config_path.read_text(encoding="utf-8"))
+    data = yamlio.safe_load(engagement.config_path.read_text(encoding="utf-8"))
     data.setdefault("training", {}).update(values)
-    engagement.config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    engagement.config_path.write_text(yamlio.dump(data), encoding="utf-8")
 
 
 @pytest.fixture
