@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.audit import check_chain, read_entries
+from ftkit.audit_log import check_chain, read_entries
 from ftkit.errors import FtkitError, MissingDependency, UsageError
 
 PUBLIC_KEY_FILE = "anchor_key.pub"

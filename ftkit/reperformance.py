@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ftkit import audit, environment
+from ftkit import audit_log, environment
 from ftkit.engagement import Engagement
 from ftkit.errors import FtkitError, UsageError
 from ftkit.fsutil import atomic_write_json, atomic_write_text, read_json, sha256_file
@@ -76,7 +76,7 @@ def find_run(engagement: Engagement, run_id: str) -> tuple[Phase, Path]:
 
 def check_recorded_run(engagement: Engagement, phase: Phase, run_dir: Path) -> dict:
     """The recorded run's manifest, after checking it and its outputs against the audit log."""
-    entry = next((e for e in audit.read_entries(engagement.audit_path) if e.get("event") == "run_finished"
+    entry = next((e for e in audit_log.read_entries(engagement.audit_path) if e.get("event") == "run_finished"
                   and e.get("run_id") == run_dir.name and e.get("phase") == phase.name), None)
     if entry is None:
         raise FtkitError(f"Run {run_dir.name} is not recorded in audit.jsonl (abandoned or added by hand); only "
@@ -386,7 +386,7 @@ def reproduce(engagement: Engagement, run_id: str, strict: bool = False,
             say(f"{phase.folder}: re-performing run {run_id}")
             outcome = run_phase(engagement, phase, parameters, progress=False, prepare=prepare,
                                 before_record=before_record, move_latest=False)
-        audit.append_event(engagement.audit_path, "run_reperformed", phase=phase.name, run_id=outcome.run_id,
+        audit_log.append_event(engagement.audit_path, "run_reperformed", phase=phase.name, run_id=outcome.run_id,
                            reperformance_of=run_id, verdict=report.get("verdict", "not_reproduced"))
     report["run_dir"] = str(outcome.run_dir)
     if not report.get("verdict"):

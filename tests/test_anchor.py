@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engagement_helpers import fork_notebook
-from ftkit import audit
+from ftkit import audit_log
 from ftkit.cli import main
 from ftkit.fsutil import atomic_write_json, sha256_file
 from ftkit.manifest import MANIFEST_FILE, hash_tree
@@ -43,7 +43,7 @@ def _field(line: str, name: str) -> str:
 
 def forge_last_run(engagement) -> None:
     """Rewrite the last run's output, its manifest and its audit entry, recomputing every hash consistently."""
-    entries = audit.read_entries(engagement.audit_path)
+    entries = audit_log.read_entries(engagement.audit_path)
     last = entries[-1]
     assert last["event"] == "run_finished"
     run_dir = engagement.runs_dir("suitability") / last["run_id"]
@@ -53,13 +53,13 @@ def forge_last_run(engagement) -> None:
     atomic_write_json(run_dir / MANIFEST_FILE, manifest)
     last["manifest_sha256"] = sha256_file(run_dir / MANIFEST_FILE)
     last["time_utc"] = "2020-01-01T00:00:00+00:00"
-    last["hash"] = audit.entry_hash(last)
+    last["hash"] = audit_log.entry_hash(last)
     engagement.audit_path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
 def test_anchor_is_one_line_with_head_and_entry_count(engagement, capsys):
     line = _anchor(engagement, capsys)
-    entries = audit.read_entries(engagement.audit_path)
+    entries = audit_log.read_entries(engagement.audit_path)
     assert _field(line, "head") == entries[-1]["hash"] and _field(line, "entries") == str(len(entries))
 
 
