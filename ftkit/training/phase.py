@@ -62,15 +62,14 @@ def setup(run) -> Setup:
     """Resolve and describe the base model (recorded in the manifest), load its tokenizer, resolve the settings."""
     quiet_cpu_threads()
     from ftkit.chat_format import template_info
-    from ftkit.models import load_tokenizer, pick_device, resolve_model
+    from ftkit.models import base_model_source, load_tokenizer, pick_device
     from ftkit.models.describe import describe_model
     from ftkit.training.settings import resolve_settings
 
     data_audit = run.upstream("data_audit")
-    bm = run.config.base_model
-    source = resolve_model(bm.id, bm.revision)
+    source = base_model_source(run.config.base_model)
     description = describe_model(source)
-    tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
+    tokenizer = load_tokenizer(source, padding_side="right")
     from ftkit.chat_plan import prepare_tokenizer
 
     plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
@@ -279,10 +278,9 @@ def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict
     from ftkit.training.distributed import plan_from_settings
     from ftkit.training.trainer import TrainingJob, run_training
 
-    bm = run.config.base_model
     job = TrainingJob(s.source.path, s.settings.to_dict(), d.plan.to_dict(),
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
-                      trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
+                      trust_remote_code=s.source.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
                       progress=progress)
     # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
     job.extra["chat_template"] = s.tokenizer.chat_template
