@@ -175,7 +175,7 @@ def test_evaluation_dispatch(tiny):
 def test_a_vllm_baseline_is_reproduced_from_the_rendered_prompts(tiny):
     """vLLM baselines hash the rendered text (as local ones do), so the evaluation's prompt check holds for them."""
     from ftkit.errors import PhaseFailed
-    from ftkit.evaluation.reproduce import BaselineSetup, prompts_for
+    from ftkit.evaluation.baseline_record import BaselineRecord, prompts_for
     from ftkit.generation import RENDERED_BACKENDS, Prediction
 
     _, tokenizer = tiny
@@ -185,10 +185,10 @@ def test_a_vllm_baseline_is_reproduced_from_the_rendered_prompts(tiny):
     preds = [Prediction(i.id, i.sha256, "x", "ok", 1, 1, 0.1, False) for i in items]
     spec = make_spec([], 0, "You triage tickets.")
     assert "vllm" in RENDERED_BACKENDS
-    setup = BaselineSetup("r1", {}, {}, preds, records, spec, 8, 4, "vllm")
+    setup = BaselineRecord("r1", {}, {}, preds, records, spec, 8, 4, "vllm")
     assert [p.sha256 for p in prompts_for(setup, tokenizer)] == [p.prompt_sha256 for p in preds]
     with pytest.raises(PhaseFailed, match="prompts differ"):
-        prompts_for(BaselineSetup("r1", {}, {}, preds, records, spec, 8, 4, "openai"), tokenizer)
+        prompts_for(BaselineRecord("r1", {}, {}, preds, records, spec, 8, 4, "openai"), tokenizer)
 
 
 class _Engine:

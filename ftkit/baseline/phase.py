@@ -80,7 +80,7 @@ def the_prompt(run, splits: dict, n_shots: int, seed: int) -> Section:
 
     config = run.config
     bm = config.base_model
-    tokenizer = models.load_tokenizer(bm.id, bm.revision, bm.trust_remote_code) \
+    tokenizer = models.load_tokenizer(models.base_model_source(bm)) \
         if config.baseline.backend == "local" else None
     spec = prompting.make_spec(splits["train"], n_shots, config.task.system_prompt, seed=seed)
     prompt = prompting.preview(config, spec, splits["scored"][0], tokenizer)

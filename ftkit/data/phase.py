@@ -37,9 +37,10 @@ def load_base_tokenizer(config, engagement_dir=None):
     from ftkit.chat_plan import prepare_tokenizer
     from ftkit.errors import ConfigError, FtkitError
     from ftkit.models.loading import load_tokenizer
+    from ftkit.models.resolve import base_model_source
 
     try:
-        tok = load_tokenizer(config.base_model.id, config.base_model.revision, config.base_model.trust_remote_code)
+        tok = load_tokenizer(base_model_source(config.base_model))
     except FtkitError as err:
         return None, str(err)
     if not getattr(tok, "is_fast", False):

@@ -104,14 +104,17 @@ def served_model(engagement) -> TrainedModel:
 
 def load_trained(trained: TrainedModel, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
     """(model, tokenizer) in eval mode: base + adapter as a PeftModel, or the full model folder."""
-    from ftkit.models import load_model, load_tokenizer
+    from ftkit.models import load_model, load_tokenizer, resolve_model
+
+    def base_source():  # resolved only when the base model is needed (short names build a cache on first use)
+        return resolve_model(trained.base, trained.base_revision, trust_remote_code=trust_remote_code)
 
     if trained.kind == "adapter":
         from peft import PeftModel
 
         from ftkit.chat_plan import fit_embeddings
 
-        base = load_model(trained.base, trained.base_revision, trust_remote_code, device=device, dtype=dtype)
+        base = load_model(base_source(), device=device, dtype=dtype)
         if trained.tokenizer_dir:  # turn tokens ftkit added for a base model: the adapter carries their rows
             fit_embeddings(base, load_tokenizer(str(trained.tokenizer_dir)))
         try:
@@ -121,6 +124,6 @@ def load_trained(trained: TrainedModel, device: str = "cpu", dtype=None, trust_r
                              f"{str(err).splitlines()[0][:200]}. Was it trained on this base model?") from None
     else:
         model = load_model(str(trained.weights_dir), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    tok_source = str(trained.tokenizer_dir) if trained.tokenizer_dir else trained.base
-    tokenizer = load_tokenizer(tok_source, "" if trained.tokenizer_dir else trained.base_revision, trust_remote_code)
+    tokenizer = load_tokenizer(str(trained.tokenizer_dir), trust_remote_code=trust_remote_code) \
+        if trained.tokenizer_dir else load_tokenizer(base_source())
     return model, tokenizer

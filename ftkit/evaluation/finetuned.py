@@ -38,7 +38,7 @@ def output_folder(training_dir: Path) -> tuple[str, Path]:
 
 def serving_tokenizer(config, training_dir: str | Path) -> tuple[object, bool]:
     """(tokenizer, whether it came from the training output): the one the model will be served with."""
-    from ftkit.models import load_tokenizer
+    from ftkit.models import base_model_source, load_tokenizer
 
     _, folder = output_folder(Path(training_dir))
     from ftkit.chat_plan import prepare_tokenizer
@@ -47,14 +47,14 @@ def serving_tokenizer(config, training_dir: str | Path) -> tuple[object, bool]:
         tokenizer, saved = load_tokenizer(str(folder)), True  # carries the template training prepared
     else:
         bm = config.base_model
-        tokenizer, saved = load_tokenizer(bm.id, bm.revision, bm.trust_remote_code), False
+        tokenizer, saved = load_tokenizer(base_model_source(bm)), False
     prepare_tokenizer(tokenizer, config)  # records the plan; installs the engagement's template if none was saved
     return tokenizer, saved
 
 
 def load_finetuned(config, training_dir: str | Path, device: str | None = None) -> FineTuned:
     """The fine-tuned model of ``training_dir`` in eval mode, with the tokenizer it will be served with."""
-    from ftkit.models import load_model
+    from ftkit.models import base_model_source, load_model
 
     training_dir = Path(training_dir)
     kind, folder = output_folder(training_dir)
@@ -67,7 +67,7 @@ def load_finetuned(config, training_dir: str | Path, device: str | None = None) 
 
         from ftkit.chat_plan import fit_embeddings
 
-        base = load_model(bm.id, bm.revision, bm.trust_remote_code, device=device)
+        base = load_model(base_model_source(bm), device=device)
         fit_embeddings(base, tokenizer)  # turn tokens ftkit added: the adapter carries their embedding rows
         model = PeftModel.from_pretrained(base, str(folder)).eval()
     description = {"training_run": training_dir.name, "kind": kind, "path": str(folder),
@@ -82,7 +82,6 @@ def base_behaviour(finetuned: FineTuned, config, device: str | None = None):
         with finetuned.model.disable_adapter():
             yield finetuned.model
         return
-    from ftkit.models import load_model
+    from ftkit.models import base_model_source, load_model
 
-    bm = config.base_model
-    yield load_model(bm.id, bm.revision, bm.trust_remote_code, device=device)
+    yield load_model(base_model_source(config.base_model), device=device)

@@ -94,14 +94,14 @@ def earlier(iterations: list[Iteration], current_run_id: str, limit: int) -> lis
     return list(reversed(before))[:max(0, limit)]
 
 
-def predictions_of(run, it: Iteration, setup, fingerprint: str, progress: bool = False) -> tuple[list, str]:
+def predictions_of(run, it: Iteration, baseline, fingerprint: str, progress: bool = False) -> tuple[list, str]:
     """(predictions on the baseline's prompts, where they came from) for an earlier iteration ``it``.
 
     Recorded predictions of an earlier evaluation are reused (and recorded as an input of ``run``);
     otherwise the iteration's model is loaded and generates, exactly like the newest one.
     """
     from ftkit.evaluation.finetuned import load_finetuned
-    from ftkit.evaluation.reproduce import prompts_for
+    from ftkit.evaluation.baseline_record import prompts_for
     from ftkit.generation import generate_local, read_predictions
 
     path = recorded_predictions(run.engagement, it.run_id, fingerprint)
@@ -109,8 +109,8 @@ def predictions_of(run, it: Iteration, setup, fingerprint: str, progress: bool =
         run.record_input(path)
         return read_predictions(path), f"recorded by evaluation run {path.parent.name}"
     ft = load_finetuned(run.config, it.run_dir)
-    preds = generate_local(ft.model, ft.tokenizer, prompts_for(setup, ft.tokenizer), setup.max_new_tokens,
-                           setup.batch_size, progress=progress)
+    preds = generate_local(ft.model, ft.tokenizer, prompts_for(baseline, ft.tokenizer), baseline.max_new_tokens,
+                           baseline.batch_size, progress=progress)
     return preds, "generated in this run"
 
 

@@ -174,7 +174,7 @@ def settings(run, compare_iterations: int = -1) -> dict:
 class Compared:
     """Section 1: the baseline run, the training iteration evaluated here and its loaded model."""
 
-    setup: object  # ftkit.evaluation.reproduce.BaselineSetup
+    baseline: object  # ftkit.evaluation.baseline_record.BaselineRecord
     iterations: list  # every succeeded training run (ftkit.evaluation.iterations.Iteration)
     current: object  # the iteration evaluated here
     training: object  # its TrainingResults
@@ -183,47 +183,47 @@ class Compared:
 
     @property
     def headline_metric(self) -> str:
-        return self.setup.headline_metric
+        return self.baseline.headline_metric
 
 
 def what_is_compared(run) -> Section:
-    from ftkit.evaluation import finetuned, iterations, reproduce
+    from ftkit.evaluation import baseline_record, finetuned, iterations
 
-    setup = reproduce.load_baseline(run)
+    baseline = baseline_record.load_baseline(run)
     all_iterations = iterations.training_iterations(run.engagement)
     current = iterations.find(all_iterations, run.upstream_dir("training").name)
     training = run.upstream("training")
     ft = finetuned.load_finetuned(run.config, current.run_dir)
-    run.record_model({**setup.results.model, "fine_tuned": ft.description})
-    c = Compared(setup, all_iterations, current, training, ft)
+    run.record_model({**baseline.results.model, "fine_tuned": ft.description})
+    c = Compared(baseline, all_iterations, current, training, ft)
     rows = [
-        {"what": "baseline run", "value": f"{setup.run_id} ({setup.model_id})"},
+        {"what": "baseline run", "value": f"{baseline.run_id} ({baseline.model_id})"},
         {"what": "fine-tuned model", "value": f"training run {current.run_id} (iteration {current.number} of "
                                               f"{len(all_iterations)}), {ft.kind}, tokenizer from {ft.description['tokenizer_from']}"},
-        {"what": "test examples", "value": len(setup.records)},
-        {"what": "prompt", "value": f"{len(setup.spec.shots)}-shot, system prompt {len(setup.spec.system_prompt)} characters"},
-        {"what": "generation", "value": f"greedy, max_new_tokens = {setup.max_new_tokens}, batch size {setup.batch_size}"},
+        {"what": "test examples", "value": len(baseline.records)},
+        {"what": "prompt", "value": f"{len(baseline.spec.shots)}-shot, system prompt {len(baseline.spec.system_prompt)} characters"},
+        {"what": "generation", "value": f"greedy, max_new_tokens = {baseline.max_new_tokens}, batch size {baseline.batch_size}"},
         {"what": "headline metric", "value": c.headline_metric},
     ]
-    return Section(value=c).table(rows).add(tiny_model_finding(bool(setup.results.model.get("is_tiny_random"))))
+    return Section(value=c).table(rows).add(tiny_model_finding(bool(baseline.results.model.get("is_tiny_random"))))
 
 
 def same_prompts(c: Compared) -> Section:
     """value: (prompts, fingerprint); PhaseFailed (from reproduce.prompts_for) when any prompt differs."""
-    from ftkit.evaluation import iterations, reproduce
-    from ftkit.evaluation.report import prompt_mismatch_finding
+    from ftkit.evaluation import baseline_record, iterations
+    from ftkit.evaluation.presentation import prompt_mismatch_finding
 
-    prompts = reproduce.prompts_for(c.setup, c.ft.tokenizer)
-    fingerprint = iterations.prompts_fingerprint(c.setup.predictions)
+    prompts = baseline_record.prompts_for(c.baseline, c.ft.tokenizer)
+    fingerprint = iterations.prompts_fingerprint(c.baseline.predictions)
     return Section(value=(prompts, fingerprint)).add(
-        same_prompts_finding(len(prompts), c.setup.prompt.get("chat_template_sha256", "")),
-        prompt_mismatch_finding(len(c.setup.spec.shots)))
+        same_prompts_finding(len(prompts), c.baseline.prompt.get("chat_template_sha256", "")),
+        prompt_mismatch_finding(len(c.baseline.spec.shots)))
 
 
 def vllm_engine(run, c: Compared):
     """The vLLM engine serving the fine-tuned model when the baseline generated with vLLM (else None); made once
     per evaluation and kept on ``c`` for the forgetting probe."""
-    if c.setup.backend != "vllm":
+    if c.baseline.backend != "vllm":
         return None
     if c.engine is None:
         from ftkit.generation.vllm_backend import engine_for_finetuned
@@ -237,8 +237,8 @@ def generate(run, c: Compared, prompts: list, progress: bool = True) -> Section:
     the adapter as a LoRARequest when the baseline used vLLM, else transformers)."""
     from ftkit.generation import generate_with, write_predictions
 
-    preds = generate_with(c.setup.backend, c.ft.model, c.ft.tokenizer, prompts, c.setup.max_new_tokens,
-                          c.setup.batch_size, progress=progress, engine=vllm_engine(run, c))
+    preds = generate_with(c.baseline.backend, c.ft.model, c.ft.tokenizer, prompts, c.baseline.max_new_tokens,
+                          c.baseline.batch_size, progress=progress, engine=vllm_engine(run, c))
     write_predictions(run.artefact("predictions.jsonl"), preds)
     return Section(value=preds, notes=[f"{len(preds)} answers written to predictions.jsonl"])
 
@@ -257,19 +257,19 @@ class Scored:
 
 def metrics_comparison(c: Compared, new_preds: list, config) -> Section:
     from ftkit import metrics
-    from ftkit.evaluation import report
+    from ftkit.evaluation import presentation
 
     ev = config.evaluation
-    old_report = metrics.evaluate(c.setup.predictions, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+    old_report = metrics.evaluate(c.baseline.predictions, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
     new_report = metrics.evaluate(new_preds, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
-    rows = report.metric_table(new_report, old_report, n_boot=ev.n_bootstrap, seed=ev.seed)
+    rows = presentation.metric_table(new_report, old_report, n_boot=ev.n_bootstrap, seed=ev.seed)
     quality = [n for n in rows if n not in report.NON_QUALITY and n != "runaway_rate"]
     m = c.headline_metric
     sec = Section(value=Scored(old_report, new_report, rows))
-    sec.table(report.table_rows(rows, ev.n_bootstrap), caption="Baseline vs fine-tuned, 95 % CIs")
-    sec.figures.append(("baseline_vs_fine_tuned", report.plot_comparison(rows, quality)))
-    return sec.add(metric_drift_finding(c.setup.results.headline_value, rows[m]["baseline"], m),
-                   report.comparison_finding(rows, m, len(new_preds), ev.n_bootstrap))
+    sec.table(presentation.table_rows(rows, ev.n_bootstrap), caption="Baseline vs fine-tuned, 95 % CIs")
+    sec.figures.append(("baseline_vs_fine_tuned", presentation.plot_comparison(rows, quality)))
+    return sec.add(metric_drift_finding(c.baseline.results.headline_value, rows[m]["baseline"], m),
+                   presentation.comparison_finding(rows, m, len(new_preds), ev.n_bootstrap))
 
 
 def regressions(c: Compared, s: Scored, n_answers: int, config) -> Section:
@@ -295,10 +295,10 @@ def regressions(c: Compared, s: Scored, n_answers: int, config) -> Section:
 
 
 def side_by_side(c: Compared, s: Scored, new_preds: list, config) -> Section:
-    from ftkit.evaluation import report
+    from ftkit.evaluation import presentation
 
     old_scores, new_scores = s.scores(c.headline_metric)
-    examples = report.side_by_side(c.setup.records, c.setup.predictions, new_preds, old_scores, new_scores,
+    examples = presentation.side_by_side(c.baseline.records, c.baseline.predictions, new_preds, old_scores, new_scores,
                                    k=config.evaluation.examples_shown, metric=c.headline_metric)
     return Section(value=examples).table(examples, caption="Baseline and fine-tuned answers to the same test inputs")
 
@@ -307,14 +307,14 @@ def stopping(c: Compared, prompts: list, new_preds: list) -> Section:
     """value: {"baseline", "fine_tuned", "serving", "round_trip"}."""
     from ftkit.evaluation import stops
 
-    res = {"baseline": stops.runaways(c.setup.predictions), "fine_tuned": stops.runaways(new_preds)}
+    res = {"baseline": stops.runaways(c.baseline.predictions), "fine_tuned": stops.runaways(new_preds)}
     serving = stops.serving_stops(c.ft.model, c.ft.tokenizer)
     trip = stops.round_trip(c.ft.tokenizer, prompts, [p.output for p in new_preds])
     sec = Section(value={**res, "serving": serving, "round_trip": trip})
     sec.table([{"model": who, "answers": r["n"], "runaways": r["runaways"], "rate": f"{r['rate']:.1%}"}
                for who, r in res.items()])
     sec.table(res["fine_tuned"]["examples"][:5], caption="Fine-tuned runaways (end of the answer)")
-    return sec.add(runaway_finding(res["fine_tuned"], res["baseline"], c.setup.max_new_tokens),
+    return sec.add(runaway_finding(res["fine_tuned"], res["baseline"], c.baseline.max_new_tokens),
                    serving_stop_finding(serving), round_trip_finding(trip))
 
 
@@ -337,9 +337,9 @@ def forgetting_probe(run, c: Compared, enabled: bool = True, progress: bool = Tr
     else:
         with finetuned.base_behaviour(c.ft, run.config) as base_model:
             before = generate_local(base_model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
-                                    c.setup.batch_size, progress=progress)
+                                    c.baseline.batch_size, progress=progress)
         after = generate_local(c.ft.model, c.ft.tokenizer, probe_prompts, ev.probe_max_new_tokens,
-                               c.setup.batch_size, progress=progress)
+                               c.baseline.batch_size, progress=progress)
     forget = forgetting.compare(probes, [p.output for p in before], [p.output for p in after])
     run.write_json("forgetting_probe.json", forget)
     sec = Section(value=forget)
@@ -372,7 +372,7 @@ def earlier_iterations(run, c: Compared, s: Scored, fingerprint: str, limit: int
              "how trained": iterations.what_changed(c.current), m: f"{s.rows[m]['fine_tuned']:.3f}",
              "newest minus this": "-", "source": "this run"}]
     for it in earlier:
-        preds, source = iterations.predictions_of(run, it, c.setup, fingerprint, progress)
+        preds, source = iterations.predictions_of(run, it, c.baseline, fingerprint, progress)
         it_report = metrics.evaluate(preds, run.config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
         cmp = paired.compare_statistics(s.new_report.statistics[m], it_report.statistics[m], ev.n_bootstrap, ev.seed)
         rows.append({"iteration": it.number, "training run": it.run_id, "how trained": iterations.what_changed(it),
@@ -385,14 +385,14 @@ def earlier_iterations(run, c: Compared, s: Scored, fingerprint: str, limit: int
 def ab_review(run, c: Compared, new_preds: list) -> Section:
     """The blind A/B sheet, any filled ratings, and the optional LLM judge. value: what results.json records."""
     from ftkit.evaluation import ab_sheet, judge
-    from ftkit.evaluation.report import user_text
+    from ftkit.evaluation.presentation import user_text
 
     ev = run.config.evaluation
     n_boot, seed = ev.n_bootstrap, ev.seed
     pairs = [ab_sheet.PairItem(p.id, user_text(r), o.output, p.output)
-             for r, o, p in zip(c.setup.records, c.setup.predictions, new_preds)]
+             for r, o, p in zip(c.baseline.records, c.baseline.predictions, new_preds)]
     sheet_rows, key = ab_sheet.build_sheet(pairs, ev.ab_items, seed=seed,
-                                           context={"training_run": c.current.run_id, "baseline_run": c.setup.run_id})
+                                           context={"training_run": c.current.run_id, "baseline_run": c.baseline.run_id})
     files = ab_sheet.write_sheet(run.artefact("ab"), sheet_rows, key,
                                  title=f"{run.config.client.name or run.engagement.slug}: blind A/B review")
     ratings, rating_files, other_sheets = ab_sheet.collect(run.engagement.path / ev.ab_ratings_dir, key)
@@ -402,7 +402,7 @@ def ab_review(run, c: Compared, new_preds: list) -> Section:
     judged = None
     if ev.llm_judge:
         refs = {p.id: p.reference for p in new_preds}
-        judged = judge.run_judge(judge.client_for(run.config), sheet_rows, key, refs, c.setup.spec.system_prompt,
+        judged = judge.run_judge(judge.client_for(run.config), sheet_rows, key, refs, c.baseline.spec.system_prompt,
                                  n_boot, seed)
         run.write_json("ab/llm_judge.json", judged)
     sec = Section(value={"ab": {"sheet_id": key["sheet_id"], "n_items": key["n_items"],
@@ -497,10 +497,10 @@ def _headline_metric_of(r: EvaluationResults) -> str:
 
 def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs: dict, examples: list,
             stops: dict, forget, health: dict, iteration_rows: list, ab: dict, decision) -> EvaluationResults:
-    setup = c.setup
+    baseline = c.baseline
     return EvaluationResults(
-        training_run=c.current.run_id, iteration=c.current.number, baseline_run=setup.run_id,
-        prompts_sha256=fingerprint, generation={"max_new_tokens": setup.max_new_tokens, "batch_size": setup.batch_size,
+        training_run=c.current.run_id, iteration=c.current.number, baseline_run=baseline.run_id,
+        prompts_sha256=fingerprint, generation={"max_new_tokens": baseline.max_new_tokens, "batch_size": baseline.batch_size,
                                                 "decoding": "greedy"},
         metrics=s.rows, fine_tuned_metrics=s.new_report.to_dict(), regressions=regs["regressions"],
         side_by_side=examples, stops=stops, forgetting=forget, training_health=health, iterations=iteration_rows,
@@ -513,10 +513,10 @@ def summary(r: EvaluationResults) -> str:
 
 
 def what_to_tell_the_client(r: EvaluationResults) -> str:
-    from ftkit.evaluation import report
+    from ftkit.evaluation import presentation
     from ftkit.evaluation.verdict import Verdict
 
-    return report.tell_client(Verdict(**r.verdict), r.metrics, _headline_metric_of(r), r.n_test, r.forgetting,
+    return presentation.tell_client(Verdict(**r.verdict), r.metrics, _headline_metric_of(r), r.n_test, r.forgetting,
                               r.stops["fine_tuned"])
 
 

@@ -47,14 +47,13 @@ def reference_token_lengths(records: list[dict], tokenizer=None) -> list[int]:
 
 def _local(config, model_id: str, records: list[dict], spec: PromptSpec, length_records: list[dict],
            progress: bool) -> GenerationRun:
-    from ftkit.models import load_model_and_tokenizer
+    from ftkit.models import base_model_source, load_model_and_tokenizer
     from ftkit.models.describe import describe_model
 
     from ftkit.chat_plan import fit_embeddings, prepare_tokenizer
     from ftkit.generation.local import greedy_overrides
 
-    bm = config.base_model
-    loaded = load_model_and_tokenizer(model_id, bm.revision if model_id == bm.id else "", bm.trust_remote_code)
+    loaded = load_model_and_tokenizer(base_model_source(config.base_model, model_id))
     plan = prepare_tokenizer(loaded.tokenizer, config)  # the engagement's template, as every phase renders it
     fit_embeddings(loaded.model, loaded.tokenizer)
     prompts = build_prompts(records, spec, loaded.tokenizer)
@@ -87,20 +86,17 @@ def _vllm(config, model_id: str, records: list[dict], spec: PromptSpec, length_r
     transformers first (then freed) and compared; the comparison goes with the model description, so it lands in
     the phase's results and manifest."""
     from ftkit.generation.vllm_backend import VLLMEngine, compare_answers, require_vllm
-    from ftkit.models import load_tokenizer, resolve_model
+    from ftkit.models import base_model_source, load_tokenizer
     from ftkit.models.describe import describe_model
 
     require_vllm()
-    bm = config.base_model
-    revision = bm.revision if model_id == bm.id else ""
-    source = resolve_model(model_id, revision)
-    tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code)
+    source = base_model_source(config.base_model, model_id)
+    tokenizer = load_tokenizer(source)
     prompts = build_prompts(records, spec, tokenizer)
     max_new = derive_max_new_tokens(config.baseline.max_new_tokens, reference_token_lengths(length_records, tokenizer))
     sample = prompts[:max(0, config.baseline.vllm_check_examples)]
-    reference = _transformers_sample(model_id, revision, bm.trust_remote_code, sample, max_new,
-                                     config.baseline.batch_size) if sample else []
-    engine = VLLMEngine(source.path, tokenizer, source.revision, bm.trust_remote_code)
+    reference = _transformers_sample(source, sample, max_new, config.baseline.batch_size) if sample else []
+    engine = VLLMEngine(source.path, tokenizer, source.revision, source.trust_remote_code)
     preds = engine.generate(prompts, max_new)
     described = {**describe_model(source), "device": "cuda", "dtype": "auto", **engine.describe()}
     if sample:
@@ -110,7 +106,7 @@ def _vllm(config, model_id: str, records: list[dict], spec: PromptSpec, length_r
                          engine.load_seconds, {"backend_check": described.get("backend_check")})
 
 
-def _transformers_sample(model_id, revision, trust_remote_code, prompts, max_new, batch_size) -> list[Prediction]:
+def _transformers_sample(source, prompts, max_new, batch_size) -> list[Prediction]:
     """Answers of ``prompts`` with transformers, the model freed afterwards (vLLM then takes the GPU)."""
     import gc
 
@@ -118,7 +114,7 @@ def _transformers_sample(model_id, revision, trust_remote_code, prompts, max_new
 
     from ftkit.models import load_model_and_tokenizer
 
-    loaded = load_model_and_tokenizer(model_id, revision, trust_remote_code)
+    loaded = load_model_and_tokenizer(source)
     preds = generate_local(loaded.model, loaded.tokenizer, prompts, max_new, batch_size, progress=False)
     del loaded
     gc.collect()

@@ -119,19 +119,27 @@ def _wrap_load_error(source: ModelSource, err: Exception) -> FtkitError:
                       f"and that the folder holds a complete transformers model.")
 
 
-def _source(model: str | ModelSource, revision: str, cache_dir) -> ModelSource:
-    return model if isinstance(model, ModelSource) else resolve_model(model, revision, cache_dir)
+def _source(model: str | ModelSource, revision: str, cache_dir, trust_remote_code: bool | None) -> ModelSource:
+    """A ModelSource carries whether the model's code may run; a loose ``trust_remote_code`` overrides it."""
+    source = model if isinstance(model, ModelSource) else resolve_model(model, revision, cache_dir)
+    if trust_remote_code is not None and trust_remote_code != source.trust_remote_code:
+        import dataclasses
+
+        source = dataclasses.replace(source, trust_remote_code=bool(trust_remote_code))
+    return source
 
 
-def load_tokenizer(model_id_or_path: str | ModelSource, revision: str = "", trust_remote_code: bool = False,
+def load_tokenizer(model_id_or_path: str | ModelSource, revision: str = "", trust_remote_code: bool | None = None,
                    padding_side: str = "left", cache_dir: str | Path | None = None):
-    """The model's tokenizer, with a pad token (eos when it has none) and left padding for generation."""
+    """The model's tokenizer, with a pad token (eos when it has none) and left padding for generation.
+    Pass a ModelSource (``base_model_source(config.base_model)``); a plain id/folder gets ``revision`` and
+    ``trust_remote_code`` (default off) as loose arguments."""
     from transformers import AutoTokenizer
 
-    source = _source(model_id_or_path, revision, cache_dir)
+    source = _source(model_id_or_path, revision, cache_dir, trust_remote_code)
     kwargs = _hub_kwargs(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=source.trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise _wrap_load_error(source, err) from None
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
@@ -140,33 +148,33 @@ def load_tokenizer(model_id_or_path: str | ModelSource, revision: str = "", trus
     return tokenizer
 
 
-def load_model(model_id_or_path: str | ModelSource, revision: str = "", trust_remote_code: bool = False,
+def load_model(model_id_or_path: str | ModelSource, revision: str = "", trust_remote_code: bool | None = None,
                device: str | None = None, dtype=None, cache_dir: str | Path | None = None):
     """The causal LM in eval mode on ``device`` (auto) in ``dtype`` (auto); safetensors only."""
     from transformers import AutoModelForCausalLM
 
-    source = _source(model_id_or_path, revision, cache_dir)
+    source = _source(model_id_or_path, revision, cache_dir, trust_remote_code)
     _check_safetensors(source)
     device = device or pick_device()
     dtype = dtype or pick_dtype(device)
     kwargs = _hub_kwargs(source)
     try:
         with quiet_progress():
-            model = AutoModelForCausalLM.from_pretrained(source.path, trust_remote_code=trust_remote_code,
+            model = AutoModelForCausalLM.from_pretrained(source.path, trust_remote_code=source.trust_remote_code,
                                                          use_safetensors=True, dtype=dtype, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise _wrap_load_error(source, err) from None
     return model.to(device).eval()
 
 
-def load_model_and_tokenizer(model_id: str, revision: str = "", trust_remote_code: bool = False,
+def load_model_and_tokenizer(model: str | ModelSource, revision: str = "", trust_remote_code: bool | None = None,
                              device: str | None = None, cache_dir: str | Path | None = None) -> LoadedModel:
     """Resolve once, then load tokenizer and model; ``load_seconds`` excludes one-time conversion."""
-    source = resolve_model(model_id, revision, cache_dir)
+    source = _source(model, revision, cache_dir, trust_remote_code)
     device = device or pick_device()
     dtype = pick_dtype(device)
     started = time.perf_counter()
-    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
-    model = load_model(source, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
+    tokenizer = load_tokenizer(source)
+    model = load_model(source, device=device, dtype=dtype)
     return LoadedModel(model, tokenizer, source, device, str(dtype).replace("torch.", ""),
                        round(time.perf_counter() - started, 2))

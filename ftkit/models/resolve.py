@@ -26,6 +26,7 @@ class ModelSource:
     kind: str  # short_name | folder | gguf | hub
     path: str
     revision: str = ""
+    trust_remote_code: bool = False  # base_model.trust_remote_code: may the model's own code from the hub run
 
     @property
     def is_local(self) -> bool:
@@ -66,23 +67,41 @@ SHORT_NAMES: dict[str, Callable[[str | Path | None], Path]] = {
 }
 
 
-def resolve_model(model_id: str, revision: str = "", cache_dir: str | Path | None = None) -> ModelSource:
+def base_model_source(base_model, model_id: str | None = None, cache_dir: str | Path | None = None) -> ModelSource:
+    """The ModelSource of the engagement's ``base_model`` settings (id, revision, trust_remote_code as one value),
+    or of ``model_id`` (a baseline candidate: the pinned revision belongs to ``base_model.id`` only).
+
+    >>> from types import SimpleNamespace
+    >>> bm = SimpleNamespace(id="org/base", revision="abc123", trust_remote_code=True)
+    >>> s = base_model_source(bm); (s.path, s.revision, s.trust_remote_code)
+    ('org/base', 'abc123', True)
+    >>> base_model_source(bm, "org/other").revision
+    ''
+    """
+    model_id = model_id or base_model.id
+    revision = base_model.revision if model_id == base_model.id else ""
+    return resolve_model(model_id, revision, cache_dir, trust_remote_code=bool(base_model.trust_remote_code))
+
+
+def resolve_model(model_id: str, revision: str = "", cache_dir: str | Path | None = None,
+                  trust_remote_code: bool = False) -> ModelSource:
     """Turn ``base_model.id`` into a ModelSource; builds/converts cached models on first use.
 
     Order: short name, existing folder, ``.gguf`` file, hub id. Anything else is a ConfigError naming
     the valid forms.
     """
     text = (model_id or "").strip()
+    trust = bool(trust_remote_code)
     if text.lower() in SHORT_NAMES:
-        return ModelSource(text, "short_name", str(SHORT_NAMES[text.lower()](cache_dir)))
+        return ModelSource(text, "short_name", str(SHORT_NAMES[text.lower()](cache_dir)), trust_remote_code=trust)
     path = Path(text).expanduser()
     if text and path.is_dir():
-        return ModelSource(text, "folder", str(path.resolve()))
+        return ModelSource(text, "folder", str(path.resolve()), trust_remote_code=trust)
     if text.lower().endswith(".gguf"):
         from ftkit.models.gguf import convert_gguf_cached
-        return ModelSource(text, "gguf", str(convert_gguf_cached(path, cache_dir=cache_dir)))
+        return ModelSource(text, "gguf", str(convert_gguf_cached(path, cache_dir=cache_dir)), trust_remote_code=trust)
     if text and _HUB_ID.match(text) and not text.startswith((".", "/")):
-        return ModelSource(text, "hub", text, revision)
+        return ModelSource(text, "hub", text, revision, trust_remote_code=trust)
     raise ConfigError(
         f"base_model.id: {model_id!r} is not a short name ({', '.join(SHORT_NAMES)}), an existing folder, a "
         f".gguf file or a hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'")

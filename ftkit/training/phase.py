@@ -33,7 +33,7 @@ def quiet_cpu_threads() -> None:
 
 
 @dataclass
-class Setup:
+class TrainingInputs:
     """Section 1: the base model, its tokenizer and the resolved hyperparameters."""
 
     source: object  # ftkit.models.ModelSource
@@ -47,7 +47,7 @@ class Setup:
     @property
     def layout_notes(self) -> list[str]:
         """distributed.check_plan's notes on this machine; FtkitError for a layout it cannot run (asked for by
-        setup_findings, so a direct notebook run is refused before anything is tokenized)."""
+        inputs_findings, so a direct notebook run is refused before anything is tokenized)."""
         from ftkit.training.distributed import check_plan, plan_from_settings
         from ftkit.training.launch import visible_gpus
 
@@ -58,19 +58,18 @@ class Setup:
         return bool(self.model.get("is_tiny_random"))
 
 
-def setup(run) -> Setup:
+def load_inputs(run) -> TrainingInputs:
     """Resolve and describe the base model (recorded in the manifest), load its tokenizer, resolve the settings."""
     quiet_cpu_threads()
     from ftkit.chat_format import template_info
-    from ftkit.models import load_tokenizer, pick_device, resolve_model
+    from ftkit.models import base_model_source, load_tokenizer, pick_device
     from ftkit.models.describe import describe_model
     from ftkit.training.settings import resolve_settings
 
     data_audit = run.upstream("data_audit")
-    bm = run.config.base_model
-    source = resolve_model(bm.id, bm.revision)
+    source = base_model_source(run.config.base_model)
     description = describe_model(source)
-    tokenizer = load_tokenizer(source, trust_remote_code=bm.trust_remote_code, padding_side="right")
+    tokenizer = load_tokenizer(source, padding_side="right")
     from ftkit.chat_plan import prepare_tokenizer
 
     plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
@@ -86,7 +85,7 @@ def setup(run) -> Setup:
         settings = dataclasses.replace(settings, packing=False)
         settings.sources["packing"] = "off: this architecture caps attention logits, which packed attention cannot do"
     info = template_info(tokenizer)
-    return Setup(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
+    return TrainingInputs(source, description, tokenizer, settings, info.end_of_turn_id, info.end_of_turn, pick_device())
 
 
 def _attention_softcapping(model_path: str) -> bool:
@@ -101,7 +100,7 @@ def _attention_softcapping(model_path: str) -> bool:
     return config.get("attn_logit_softcapping") is not None
 
 
-def setup_findings(s: Setup) -> list[tuple]:
+def inputs_findings(s: TrainingInputs) -> list[tuple]:
     out = []
     if s.tiny:
         out.append(("warning", "training.tiny_random_model", "The base model is ftkit's randomly initialised TEST model "
@@ -144,7 +143,7 @@ class Data:
         return [self.train.report(), self.validation.report()]
 
 
-def prepare_data(run, s: Setup) -> Data:
+def prepare_data(run, s: TrainingInputs) -> Data:
     """Read the audited splits, tokenize with assistant-only labels, check them, pack, plan the steps."""
     from ftkit.training.dataset import check_sequences, read_split, subset, tokenize_split
     from ftkit.training.packing import build_sequences, packing_report
@@ -168,7 +167,7 @@ def prepare_data(run, s: Setup) -> Data:
     return Data(train, validation, train_seqs, eval_seqs, check, packing, plan_steps(st, len(train_seqs)), hashes)
 
 
-def data_findings(d: Data, s: Setup) -> list[tuple]:
+def data_findings(d: Data, s: TrainingInputs) -> list[tuple]:
     t, st = d.train, s.settings
     out = [("info", "training.labels", f"Every one of the {len(d.train_sequences):,} training sequences has trainable "
             f"labels, and all {d.label_check['examples']:,} examples train their end-of-turn token "
@@ -197,7 +196,7 @@ def data_findings(d: Data, s: Setup) -> list[tuple]:
 
 # -- 3. memory -----------------------------------------------------------------------------------------------------
 
-def memory_check(s: Setup, d: Data) -> dict:
+def memory_check(s: TrainingInputs, d: Data) -> dict:
     """Estimate memory, compare it with what is available, and refuse (PhaseFailed) with a suggested setting."""
     from ftkit.training.memory import (ModelShape, available_memory_gb, check_fits, estimate_memory,
                                        suggest_setting)
@@ -248,7 +247,7 @@ def memory_findings(m: dict) -> list[tuple]:
 
 # -- 4. resume -----------------------------------------------------------------------------------------------------
 
-def find_resume(run, s: Setup, d: Data, allowed: bool = True):
+def find_resume(run, s: TrainingInputs, d: Data, allowed: bool = True):
     """(fingerprint, ResumePoint | None): the newest matching checkpoint of an interrupted earlier run."""
     from ftkit.training.resume import checkpoint_files, find_resume_point
     from ftkit.training.settings import fingerprint
@@ -274,15 +273,14 @@ def resume_findings(point, allowed: bool) -> list[tuple]:
 
 # -- 5. train ------------------------------------------------------------------------------------------------------
 
-def train(run, s: Setup, d: Data, fp: str, point, progress: bool = True) -> dict:
+def train(run, s: TrainingInputs, d: Data, fp: str, point, progress: bool = True) -> dict:
     """Train in this kernel (one process) or through ``accelerate launch`` (more)."""
     from ftkit.training.distributed import plan_from_settings
     from ftkit.training.trainer import TrainingJob, run_training
 
-    bm = run.config.base_model
     job = TrainingJob(s.source.path, s.settings.to_dict(), d.plan.to_dict(),
                       str(run.run_dir), fp, s.eot_id, model_revision=s.source.revision,
-                      trust_remote_code=bm.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
+                      trust_remote_code=s.source.trust_remote_code, resume_from=str(point.checkpoint) if point else "",
                       progress=progress)
     # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
     job.extra["chat_template"] = s.tokenizer.chat_template
@@ -323,7 +321,7 @@ def history(run, point) -> dict:
 
 # -- 7. outputs ----------------------------------------------------------------------------------------------------
 
-def finalise(run, s: Setup, d: Data, m: dict, outcome: dict, hist: dict) -> dict:
+def finalise(run, s: TrainingInputs, d: Data, m: dict, outcome: dict, hist: dict) -> dict:
     """training_summary.json and hyperparameters.json; checkpoints removed once the final output is saved."""
     final_dir = run.run_dir / ("model" if s.settings.method == "full" else "adapter")
     if not final_dir.is_dir():
@@ -341,7 +339,7 @@ def finalise(run, s: Setup, d: Data, m: dict, outcome: dict, hist: dict) -> dict
 
 # -- 6-7 as sections (the contract of ftkit.section) ---------------------------------------------------------------
 
-def loss_curves(run, s: Setup, d: Data, m: dict, outcome: dict, point):
+def loss_curves(run, s: TrainingInputs, d: Data, m: dict, outcome: dict, point):
     """Section 6: loss history, overfitting flag, loss figure; outputs finalised. value: (history, overfit, summary)."""
     from ftkit.section import Section
 
@@ -404,7 +402,7 @@ class TrainingResults(PhaseResults):
                 "resumed_from_step": self.resumed_from["step"] if self.resumed_from else None}
 
 
-def results(s: Setup, d: Data, m: dict, point, fp: str, overfit: dict, training_summary: dict) -> TrainingResults:
+def results(s: TrainingInputs, d: Data, m: dict, point, fp: str, overfit: dict, training_summary: dict) -> TrainingResults:
     return TrainingResults(
         summary=training_summary, overfitting=overfit, settings=s.settings.to_dict(), plan=d.plan.to_dict(),
         packing=d.packing, label_check=d.label_check, splits=d.table(),

@@ -164,13 +164,20 @@ def _mlflow_callback(job: TrainingJob):
     return RunFolderMLflow()
 
 
+def job_source(job: TrainingJob):
+    """The job's base model as one ModelSource (path, revision, trust_remote_code), rebuilt in the worker."""
+    from ftkit.models.resolve import resolve_model
+
+    return resolve_model(job.model_path, job.model_revision, trust_remote_code=job.trust_remote_code)
+
+
 def load_training_model(job: TrainingJob, device: str):
     """The base model for training: fp32 on CPU, bf16/fp16 on GPU; 4-bit NF4 through bitsandbytes for QLoRA."""
     from ftkit.models.loading import load_model, pick_dtype
 
     dtype = pick_dtype(device)
     if job.settings["method"] != "qlora":
-        return load_model(job.model_path, job.model_revision, job.trust_remote_code, device=device, dtype=dtype)
+        return load_model(job_source(job), device=device, dtype=dtype)
     return _load_4bit(job, device, dtype)
 
 
@@ -184,16 +191,15 @@ def _load_4bit(job: TrainingJob, device: str, dtype):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from ftkit.models.loading import _check_safetensors, _hub_kwargs, _wrap_load_error
-    from ftkit.models.resolve import resolve_model
 
-    source = resolve_model(job.model_path, job.model_revision)
+    source = job_source(job)
     _check_safetensors(source)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=dtype)
     try:
         return AutoModelForCausalLM.from_pretrained(
             source.path, quantization_config=quant, dtype=dtype, device_map={"": device}, use_safetensors=True,
-            trust_remote_code=job.trust_remote_code, **_hub_kwargs(source))
+            trust_remote_code=source.trust_remote_code, **_hub_kwargs(source))
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise _wrap_load_error(source, err) from None
 
@@ -439,7 +445,7 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
 
     torch.manual_seed(job.settings["seed"])
     device = pick_device()
-    tokenizer = load_tokenizer(job.model_path, job.model_revision, job.trust_remote_code, padding_side="right")
+    tokenizer = load_tokenizer(job_source(job), padding_side="right")
     from ftkit.chat_plan import fit_embeddings, install_template
 
     install_template(tokenizer, job.extra.get("chat_template"), job.extra.get("added_tokens"))  # as the phase prepared

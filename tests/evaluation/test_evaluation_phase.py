@@ -51,7 +51,7 @@ def test_evaluation_pairs_the_baseline_and_records_a_verdict(evaluated):
 @pytest.mark.slow
 def test_second_iteration_with_human_ratings_and_criteria(evaluated, tiny_chain, tmp_path):
     """Retrain (a real second iteration), have two reviewers rate the sheet reviewers will get, re-evaluate."""
-    from ftkit.evaluation import ab_sheet, finetuned, report, reproduce
+    from ftkit.evaluation import ab_sheet, baseline_record, finetuned, presentation
     from ftkit.generation import generate_local
     from ftkit.phase_run import PhaseRun
     from ftkit.runner import run_phases
@@ -67,11 +67,11 @@ def test_second_iteration_with_human_ratings_and_criteria(evaluated, tiny_chain,
 
     # What the evaluation will put on the blind sheet: the same functions, model, prompts and seed.
     run = PhaseRun.open("evaluation", str(engagement.path), ".", show=False)
-    setup = reproduce.load_baseline(run)
+    setup = baseline_record.load_baseline(run)
     ft = finetuned.load_finetuned(run.config, trained.run_dir)
-    preds = generate_local(ft.model, ft.tokenizer, reproduce.prompts_for(setup, ft.tokenizer), setup.max_new_tokens,
+    preds = generate_local(ft.model, ft.tokenizer, baseline_record.prompts_for(setup, ft.tokenizer), setup.max_new_tokens,
                            setup.batch_size, progress=False)
-    pairs = [ab_sheet.PairItem(p.id, report.user_text(r), o.output, p.output)
+    pairs = [ab_sheet.PairItem(p.id, presentation.user_text(r), o.output, p.output)
              for r, o, p in zip(setup.records, setup.predictions, preds)]
     _, key = ab_sheet.build_sheet(pairs, run.config.evaluation.ab_items, seed=run.config.evaluation.seed)
     assert key["items"], "the retrained tiny model should answer differently from the baseline"
@@ -100,17 +100,17 @@ def test_second_iteration_with_human_ratings_and_criteria(evaluated, tiny_chain,
 
 
 def test_a_drifted_chat_template_is_refused_with_the_ids(evaluated, tiny_chain, tmp_path):
-    from ftkit.evaluation import finetuned, reproduce
+    from ftkit.evaluation import baseline_record, finetuned
     from ftkit.phase_run import PhaseRun
 
     engagement = tiny_chain.copy(tmp_path)
     run = PhaseRun.open("evaluation", str(engagement.path), ".", show=False)
-    setup = reproduce.load_baseline(run)
+    setup = baseline_record.load_baseline(run)
     tokenizer, _ = finetuned.serving_tokenizer(run.config, engagement.latest_run_dir("training"))
-    assert len(reproduce.prompts_for(setup, tokenizer)) == len(setup.records)
+    assert len(baseline_record.prompts_for(setup, tokenizer)) == len(setup.records)
     tokenizer.chat_template = tokenizer.chat_template.replace("'\n'", "'\n\n'", 1)  # one extra newline per turn
     with pytest.raises(PhaseFailed) as info:
-        reproduce.prompts_for(setup, tokenizer)
+        baseline_record.prompts_for(setup, tokenizer)
     text = str(info.value)
     assert f"{len(setup.records)} of {len(setup.records)} prompts differ" in text and setup.records[0]["id"] in text
     assert "chat template" in text and "Re-run the baseline" in text

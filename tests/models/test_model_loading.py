@@ -114,3 +114,32 @@ def test_remote_code_is_not_run_unless_allowed(tiny_model_dir, tmp_path):
         (folder / name).write_text("raise SystemExit('remote code ran')\n")  # would end the test run if executed
     with pytest.raises(FtkitError, match="trust_remote_code: true only if the client approved"):
         load_model(str(folder))
+
+
+def test_the_base_model_travels_as_one_model_source():
+    """(id, revision, trust_remote_code) used to be passed as three loose arguments through a dozen call sites;
+    now every phase builds one ModelSource from the settings (issue 14). No module outside ftkit/models/ passes
+    base_model.revision or base_model.trust_remote_code to a loader itself."""
+    import re
+    from pathlib import Path
+
+    import ftkit
+
+    root = Path(ftkit.__file__).parent
+    loose = re.compile(r"load_(?:tokenizer|model|model_and_tokenizer)\([^)]*(?:\.revision|\.trust_remote_code)")
+    offenders = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py") if "models" not in p.parts
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if loose.search(line)]
+    assert offenders == []
+
+
+def test_a_model_source_carries_the_trust_setting_to_the_loader(tiny_model_dir):
+    from types import SimpleNamespace
+
+    from ftkit.models import base_model_source, load_tokenizer
+
+    bm = SimpleNamespace(id=str(tiny_model_dir), revision="", trust_remote_code=True)
+    source = base_model_source(bm)
+    assert source.kind == "folder" and source.trust_remote_code is True
+    assert base_model_source(SimpleNamespace(id=str(tiny_model_dir), revision="", trust_remote_code=False)) \
+        .trust_remote_code is False
+    assert load_tokenizer(source).eos_token  # loads through the source, trust setting included

@@ -15,7 +15,7 @@ from ftkit.errors import PhaseFailed
 
 
 @dataclass
-class BaselineSetup:
+class BaselineRecord:
     """What the baseline ran, enough to run the fine-tuned model the same way."""
 
     run_id: str
@@ -37,7 +37,7 @@ class BaselineSetup:
         return str(self.results.model.get("name", ""))
 
 
-def load_baseline(run) -> BaselineSetup:
+def load_baseline(run) -> BaselineRecord:
     """Read the latest baseline run (recording its files as inputs) and the test records it answered."""
     from ftkit.fsutil import read_json
     from ftkit.generation import read_predictions
@@ -55,12 +55,12 @@ def load_baseline(run) -> BaselineSetup:
     gen = results.generation
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
                       seed=prompt.get("seed", 0))
-    return BaselineSetup(run.upstream_dir("baseline").name, results, prompt, predictions,
+    return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,
                          [by_id[p.id] for p in predictions], spec, int(gen.get("max_new_tokens") or 0),
                          int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"))
 
 
-def prompts_for(setup: BaselineSetup, tokenizer) -> list:
+def prompts_for(baseline: BaselineRecord, tokenizer) -> list:
     """The fine-tuned model's prompts, verified against the baseline's hashes; PhaseFailed naming the ids.
 
     For a local baseline the hash is over the text rendered by the chat template, so this also proves the
@@ -69,18 +69,18 @@ def prompts_for(setup: BaselineSetup, tokenizer) -> list:
     from ftkit.generation import RENDERED_BACKENDS
     from ftkit.prompting import build_prompts
 
-    local = setup.backend in RENDERED_BACKENDS  # local and vllm hash the rendered text
-    rendered = build_prompts(setup.records, setup.spec, tokenizer)
-    hashed = rendered if local else build_prompts(setup.records, setup.spec, None)
-    differ = [p.id for p, h in zip(setup.predictions, hashed) if h.sha256 != p.prompt_sha256]
+    local = baseline.backend in RENDERED_BACKENDS  # local and vllm hash the rendered text
+    rendered = build_prompts(baseline.records, baseline.spec, tokenizer)
+    hashed = rendered if local else build_prompts(baseline.records, baseline.spec, None)
+    differ = [p.id for p, h in zip(baseline.predictions, hashed) if h.sha256 != p.prompt_sha256]
     if differ:
         template_note = ""
-        if local and setup.prompt.get("chat_template_sha256"):
+        if local and baseline.prompt.get("chat_template_sha256"):
             import hashlib
             now = hashlib.sha256((getattr(tokenizer, "chat_template", "") or "").encode("utf-8")).hexdigest()
-            if now != setup.prompt["chat_template_sha256"]:
+            if now != baseline.prompt["chat_template_sha256"]:
                 template_note = (f" The fine-tuned model's chat template (sha256 {now[:12]}) is not the baseline's "
-                                 f"({setup.prompt['chat_template_sha256'][:12]}): train and serve with one template.")
+                                 f"({baseline.prompt['chat_template_sha256'][:12]}): train and serve with one template.")
         raise PhaseFailed(f"{len(differ)} of {len(hashed)} prompts differ from the ones the baseline used "
                           f"({', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}), so the comparison would "
                           f"not be on the same inputs.{template_note} Re-run the baseline, then the evaluation.")
