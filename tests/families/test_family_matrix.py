@@ -19,11 +19,11 @@ MATRIX_SETTINGS = {
 }
 # All six phases with the engagement's system prompt (the hard case) and for the base models: ~1-1.5 min of CPU
 # each on an idle 2-core machine (measured 3.5-6 min wall on a shared, loaded one). Without a system prompt the
-# phases that render differently (audit, baseline, training) run only with FTKIT_FULL_MATRIX=1: the fast tests
-# (test_family_templates, test_family_audit) cover rendering, labels and stops without one for every family.
+# phases that render differently (audit, baseline, training) run too (FTKIT_FULL_MATRIX=0 skips them locally; the
+# fast tests test_family_templates and test_family_audit cover rendering, labels and stops without one as well).
 CASES = [(f, True) for f in CHAT_FAMILIES + BASE_FAMILIES] + [(f, False) for f in CHAT_FAMILIES]
 SHORT = ["data_audit", "baseline", "training"]
-FULL_MATRIX = os.environ.get("FTKIT_FULL_MATRIX", "") == "1"
+FULL_MATRIX = os.environ.get("FTKIT_FULL_MATRIX", "1") != "0"
 
 
 def _records(n: int = 30) -> list[dict]:
@@ -46,7 +46,7 @@ def test_every_phase_runs_on_the_family(family_dir, tmp_path, name, with_system)
     from ftkit.runner import run_phases
 
     if not with_system and not FULL_MATRIX:
-        pytest.skip("set FTKIT_FULL_MATRIX=1 for the without-system-prompt notebook runs (covered by fast tests)")
+        pytest.skip("FTKIT_FULL_MATRIX=0: the without-system-prompt notebook runs are skipped (fast tests cover them)")
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in _records()), encoding="utf-8")
     settings = {**DEMO_SETTINGS, **MATRIX_SETTINGS, "task.system_prompt": SYSTEM_PROMPT if with_system else ""}
