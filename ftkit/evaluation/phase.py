@@ -209,7 +209,7 @@ def what_is_compared(run) -> Section:
 
 
 def same_prompts(c: Compared) -> Section:
-    """value: (prompts, fingerprint); PhaseFailed (from reproduce.prompts_for) when any prompt differs."""
+    """value: (prompts, fingerprint); PhaseFailed (from baseline_record.prompts_for) when any prompt differs."""
     from ftkit.evaluation import baseline_record, iterations
     from ftkit.evaluation.presentation import prompt_mismatch_finding
 
@@ -263,7 +263,7 @@ def metrics_comparison(c: Compared, new_preds: list, config) -> Section:
     old_report = metrics.evaluate(c.baseline.predictions, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
     new_report = metrics.evaluate(new_preds, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
     rows = presentation.metric_table(new_report, old_report, n_boot=ev.n_bootstrap, seed=ev.seed)
-    quality = [n for n in rows if n not in report.NON_QUALITY and n != "runaway_rate"]
+    quality = [n for n in rows if n not in presentation.NON_QUALITY and n != "runaway_rate"]
     m = c.headline_metric
     sec = Section(value=Scored(old_report, new_report, rows))
     sec.table(presentation.table_rows(rows, ev.n_bootstrap), caption="Baseline vs fine-tuned, 95 % CIs")
