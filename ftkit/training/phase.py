@@ -63,19 +63,17 @@ def load_inputs(run) -> TrainingInputs:
     quiet_cpu_threads()
     from ftkit.chat_format import template_info
     from ftkit.models import base_model_source, load_tokenizer, pick_device
+    from ftkit.chat_plan import prepare_tokenizer
     from ftkit.models.describe import describe_model
     from ftkit.training.settings import resolve_settings
 
     data_audit = run.upstream("data_audit")
     source = base_model_source(run.config.base_model)
-    description = describe_model(source)
     tokenizer = load_tokenizer(source, padding_side="right")
-    from ftkit.chat_plan import prepare_tokenizer
-
-    plan = prepare_tokenizer(tokenizer, run.config)  # the template the audit checked the labels with
-    description = {**description, "chat_template": plan.to_dict()}  # in the manifest with the model's identity
+    plan = prepare_tokenizer(tokenizer, run.config).to_dict()  # the template the audit checked the labels with
+    description = {**describe_model(source), "chat_template": plan}  # in the manifest with the model's identity
     run.record_model(description)
-    run.write_json("chat_plan.json", plan.to_dict())
+    run.write_json("chat_plan.json", plan)
     settings = resolve_settings(run.config.training, data_audit.max_seq_length_suggested, run.config.data.max_seq_length)
     run.record_seed("training", settings.seed)
     if settings.packing and _attention_softcapping(source.path):
@@ -284,8 +282,8 @@ def train(run, s: TrainingInputs, d: Data, fp: str, point, progress: bool = True
                       progress=progress)
     # The worker re-loads the tokenizer: give it the prepared template and any added tokens (ftkit.chat_plan).
     job.extra["chat_template"] = s.tokenizer.chat_template
-    job.extra["added_tokens"] = list(getattr(s.tokenizer, "_ftkit_chat_plan", ("", None))[1].added_tokens
-                                     if getattr(s.tokenizer, "_ftkit_chat_plan", None) else [])
+    cached_plan = getattr(s.tokenizer, "_ftkit_chat_plan", None)  # (key, ChatPlan) set by prepare_tokenizer
+    job.extra["added_tokens"] = list(cached_plan[1].added_tokens) if cached_plan else []
     plan = plan_from_settings(s.settings, _config_path(run, s.settings.accelerate_config))
     if plan.launched:
         from ftkit.training.launch import launch
