@@ -149,7 +149,9 @@ class BaselineSettings:
     shots: int = field(default=3, metadata=_help("Few-shot examples from the train split (0 = zero-shot)."))
     max_new_tokens: int = field(default=0, metadata=_help("0 = derived from audited response lengths."))
     batch_size: int = field(default=16, metadata=_help("Generation batch size."))
-    max_examples: int = field(default=0, metadata=_help("Score only the first N test examples (0 = all)."))
+    max_examples: int = field(default=0, metadata=_help(
+        "Score a seeded sample of N test examples, stratified by label (0 = all); the evaluation answers the same "
+        "ones."))
     openai: OpenAIBackendSettings = field(default_factory=OpenAIBackendSettings, metadata=_help(
         "Settings for the openai backend."))
 

@@ -207,9 +207,10 @@ def shown_prompt(prompt: dict) -> str:
     return "\n".join(f"[{m.get('role')}] {mask(str(m.get('content', '')))}" for m in prompt.get("example_messages", []))
 
 
-def load_splits(run, max_examples: int = 0, phase: str = "data_audit") -> dict[str, list[dict]]:
-    """The data audit's latest train/validation/test splits (recorded as inputs) and ``scored``: the first
-    ``max_examples`` test records (all when 0). Validation is optional; an empty test split is an error."""
+def load_splits(run, max_examples: int = 0, phase: str = "data_audit", seed: int = 0) -> dict[str, list[dict]]:
+    """The data audit's latest train/validation/test splits (recorded as inputs) and ``scored``: a seeded sample
+    of ``max_examples`` test records stratified by label (``ftkit.sampling.stratified_subset``; all when 0), in
+    test-file order. Validation is optional; an empty test split is an error."""
     splits = {"train": read_records(run.upstream_file(phase, "train.jsonl")),
               "validation": (read_records(run.upstream_file(phase, "validation.jsonl"))
                              if (run.upstream_dir(phase) / "validation.jsonl").is_file() else []),
@@ -217,5 +218,7 @@ def load_splits(run, max_examples: int = 0, phase: str = "data_audit") -> dict[s
     if not splits["test"]:
         raise DataError(f"The latest {phase} run has an empty test split; a baseline needs held-out examples. "
                         f"Raise data.split.test in engagement.yaml or add data.test_files, then re-run the data audit.")
-    splits["scored"] = splits["test"][:max_examples] if max_examples > 0 else list(splits["test"])
+    from ftkit.sampling import stratified_subset
+
+    splits["scored"] = stratified_subset(splits["test"], max_examples, seed).records
     return splits

@@ -15,12 +15,14 @@ from ftkit.section import Section, finding
 
 # -- the rules -------------------------------------------------------------------------------------------------------
 
-def split_finding(n_scored: int, n_test: int, limit: int):
-    """A warning when only part of the test split is scored (baseline.max_examples)."""
+def split_finding(n_scored: int, n_test: int, limit: int, how: str = ""):
+    """A warning when only part of the test split is scored (baseline.max_examples); ``how``: the subset's
+    ``ftkit.sampling.Subset.describe()``. CI half-widths shrink with the square root of the examples scored."""
     if n_scored < n_test:
         return finding("warning", "baseline.subset",
-                       f"Scoring {n_scored} of {n_test} test examples (baseline.max_examples = {limit}): "
-                       f"confidence intervals are wider than with the full split.",
+                       f"Scoring {how or f'{n_scored} of {n_test} test examples'} (baseline.max_examples = {limit}; "
+                       f"the evaluation answers the same ids): confidence intervals are about "
+                       f"{(n_test / n_scored) ** 0.5:.1f}x as wide as with the full split.",
                        "Set baseline.max_examples: 0 for the numbers you report to the client.")
     return finding("info", "baseline.test_split", f"Scoring all {n_test} test examples.")
 
@@ -68,10 +70,17 @@ def settings(run, shots: int = -1, max_examples: int = -1) -> dict:
 def test_split(run, limit: int) -> Section:
     """value: the data audit's splits plus "scored" (the test examples scored here)."""
     from ftkit.prompting import load_splits
+    from ftkit.sampling import stratified_subset
 
-    splits = load_splits(run, limit)
-    sec = Section(value=splits).table([{"split": name, "examples": len(rows)} for name, rows in splits.items()])
-    return sec.add(split_finding(len(splits["scored"]), len(splits["test"]), limit))
+    seed = run.config.data.split.seed
+    splits = load_splits(run, limit, seed=seed)
+    subset = stratified_subset(splits["test"], limit, seed)  # the same choice load_splits made, described
+    sec = Section(value={**splits, "subset": subset.to_dict()})
+    sec.table([{"split": name, "examples": len(rows)} for name, rows in splits.items()])
+    if subset.is_subset and subset.by:
+        sec.table([{subset.by: k, "scored": v} for k, v in subset.strata.items()][:20],
+                  caption=f"Scored examples per {subset.by} (first 20 of {len(subset.strata)})")
+    return sec.add(split_finding(len(splits["scored"]), len(splits["test"]), limit, subset.describe()))
 
 
 def the_prompt(run, splits: dict, n_shots: int, seed: int) -> Section:
@@ -99,6 +108,7 @@ def generate(run, splits: dict, spec, progress: bool = True) -> Section:
     generation.write_predictions(run.artefact("predictions.jsonl"), gen.predictions)
     speed = generation.throughput(gen.predictions)
     gen.extra["throughput"] = speed
+    gen.extra["subset"] = splits.get("subset")  # which test ids were scored and how they were chosen
     sec = Section(value=gen).table([{"model": gen.model["name"], "kind": gen.model["kind"],
                                      "parameters": gen.model.get("parameters"),
                                      "device": gen.model.get("device", "endpoint"), "max_new_tokens": gen.max_new_tokens,
@@ -165,7 +175,8 @@ class BaselineResults(PhaseResults):
     model: dict = described("the base model as described (name, kind, parameters, revision, is_tiny_random)")
     prompt: dict = described("n_shots, shot_ids, system_prompt, chat_template_sha256 (prompt.json has the text)")
     generation: dict = described("backend, max_new_tokens (tokens), batch_size, n_examples, throughput "
-                                 "(tokens/s), load_seconds (s)")
+                                 "(tokens/s), load_seconds (s), subset (the scored test ids and how they were "
+                                 "chosen: ftkit.sampling.Subset.to_dict())")
     metrics: dict = described("MetricsReport.to_dict(): every metric with its 95 % bootstrap CI", "metric units")
     failure_examples: list = described("the lowest-scoring answers with their references")
     candidates: dict | None = described("candidate comparison and recommendation; None when none were scored")
@@ -192,7 +203,8 @@ def results(run, prompt: dict, gen, report, failure_rows: list, choice) -> Basel
         prompt={k: prompt[k] for k in ("n_shots", "shot_ids", "system_prompt", "chat_template_sha256")},
         generation={"backend": config.baseline.backend, "max_new_tokens": gen.max_new_tokens,
                     "batch_size": config.baseline.batch_size, "n_examples": len(gen.predictions),
-                    "throughput": gen.extra["throughput"], "load_seconds": gen.load_seconds},
+                    "throughput": gen.extra["throughput"], "load_seconds": gen.load_seconds,
+                    "subset": gen.extra.get("subset")},
         metrics=report.to_dict(), failure_examples=failure_rows, candidates=choice,
         files={"predictions": "predictions.jsonl", "prompt": "prompt.json", "metrics": "metrics.json",
                "per_example_scores": "per_example_scores.json"})

@@ -53,6 +53,11 @@ def load_baseline(run) -> BaselineRecord:
                           f"test split ({', '.join(missing[:5])}): the data audit was re-run after the baseline. "
                           f"Re-run the baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
     gen = results.generation
+    subset = gen.get("subset") or {}
+    if subset.get("ids") and subset["ids"] != [p.id for p in predictions]:
+        raise PhaseFailed(f"The baseline's predictions.jsonl does not answer the test ids its results record as "
+                          f"scored ({subset.get('n')} of {subset.get('of')}): the run folder was edited. Re-run the "
+                          f"baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
                       seed=prompt.get("seed", 0))
     return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,

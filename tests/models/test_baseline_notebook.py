@@ -8,6 +8,7 @@ import pytest
 
 from ftkit.fsutil import read_json
 from ftkit.prompting import read_records
+from ftkit.sampling import stratified_subset
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,12 @@ def test_predictions_for_the_scored_test_examples(baseline):
     test = read_records(audit_dir / "test.jsonl")
     rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     limit = read_json(run_dir / "results.json")["params"]["max_examples"]
-    expected = test[:12] if limit < 0 else test  # TINY_SETTINGS: baseline.max_examples = 12
+    # TINY_SETTINGS: baseline.max_examples = 12, data.split.seed = 42: a seeded sample stratified by label
+    expected = stratified_subset(test, 12, 42).records if limit < 0 else test
     assert [r["id"] for r in rows] == [r["id"] for r in expected]
+    subset = read_json(run_dir / "results.json")["results"]["generation"]["subset"]
+    assert subset["ids"] == [r["id"] for r in rows] and (subset["n"], subset["of"]) == (12, len(test))
+    assert subset["stratified_by"] == "label" and sum(subset["strata"].values()) == 12
     assert {"id", "prompt_sha256", "output", "reference", "n_input_tokens", "n_output_tokens", "latency_s",
             "hit_max_new_tokens"} <= set(rows[0])
     assert all(1 <= r["n_output_tokens"] <= 24 for r in rows)
