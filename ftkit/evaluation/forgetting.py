@@ -9,7 +9,7 @@ consultant can point ``evaluation.probe_set`` at a client-specific one in the sa
 
 Scoring is lenient on purpose (the probe measures change, not absolute quality): an answer is right when,
 after lower-casing and turning punctuation into spaces, it contains one of the accepted answers as whole
-words. The same model before and after fine-tuning is asked without the task's system prompt, through the
+words; numeric answers are compared as numbers with the numbers the answer gives ("-18.0°C" is not "0"). The same model before and after fine-tuning is asked without the task's system prompt, through the
 same chat template, greedily.
 """
 from __future__ import annotations
@@ -92,15 +92,19 @@ def normalise(text: str) -> str:
 
 
 def is_correct(output: str, answers) -> bool:
-    """Whether ``output`` contains one of ``answers`` as whole words (case and punctuation ignored).
+    """Whether ``output`` contains one of ``answers`` as whole words (case and punctuation ignored); a numeric
+    answer ("0", "1, 2, 3") is compared as numbers with the numbers the output gives (``metrics.numbers``), so
+    "-18.0°C" is not a right answer to "0".
 
     >>> is_correct("The capital is Paris.", ["paris"]), is_correct("Parisian food", ["Paris"])
     (True, False)
-    >>> is_correct("1, 2, 3", ["1 2 3"])
-    True
+    >>> is_correct("1, 2, 3", ["1 2 3"]), is_correct("-18.0°C", ["0", "zero"]), is_correct("0 °C", ["0", "zero"])
+    (True, False, True)
     """
+    from ftkit.metrics.numbers import contains_numbers, is_numeric
+
     text = normalise(output)
-    return any(normalise(a) in text for a in answers)
+    return any(contains_numbers(output, a) if is_numeric(a) else normalise(a) in text for a in answers)
 
 
 def probe_prompts(probes: list[Probe], tokenizer):

@@ -35,7 +35,8 @@ Answer 2:
 
 Which answer does the task better? Reply with exactly one word: 1, 2 or tie."""
 JUDGE_MAX_TOKENS = 8  # the reply is one word; a few spare tokens for "Answer 1" style replies
-_VERDICT = re.compile(r"^\W*(?:answer\s*)?(1|2|tie)\b", re.IGNORECASE)
+# "1.5", "-1" and "1,2" are not a choice of answer 1: no sign before, no decimal part after.
+_VERDICT = re.compile(r"^[^\w+\-\u2212]*(?:answer\s*)?(1|2|tie)\b(?![.,]\d)", re.IGNORECASE)
 _ANOTHER = re.compile(r"\b(1|2|tie)\b", re.IGNORECASE)
 
 
@@ -51,6 +52,8 @@ def parse_choice(reply: str) -> int | None:
 
     >>> [parse_choice(t) for t in ("2", " Answer 1.", "TIE", "Both are fine", "12", "1 or 2?")]
     [2, 1, 0, None, None, None]
+    >>> [parse_choice(t) for t in ("1.5", "-1", "2,5", "**2**")]
+    [None, None, None, 2]
     """
     first_line = (reply or "").strip().split("\n", 1)[0]
     match = _VERDICT.match(first_line)

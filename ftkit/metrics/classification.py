@@ -40,17 +40,34 @@ def parse_label(output: str, labels: list[str]) -> tuple[str, bool]:
     ('billing', False)
     >>> parse_label("billing or shipping", ["billing", "shipping"])
     ('(invalid)', False)
+    >>> [parse_label(o, ["1", "2", "5"])[0] for o in ("-1", "1.5 stars", "rating: 1", "10", "1.0")]
+    ['(invalid)', '(invalid)', '1', '(invalid)', '1']
     """
     by_norm = {normalise(label): label for label in labels}
     whole = normalise(output)
     if whole in by_norm:
         return by_norm[whole], True
+    from ftkit.metrics.numbers import same_number
+
+    numeric = [label for norm, label in by_norm.items() if same_number(whole, norm)]
+    if len(numeric) == 1:  # "1.0" for the label "1": the same number, exactly one label
+        return numeric[0], True
     from_json = _label_from_json(output, by_norm)
     if from_json:
         return from_json, False
-    found = {label for norm, label in by_norm.items()
-             if norm and re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", output.casefold())}
+    found = {label for norm, label in by_norm.items() if norm and _mentions(output, norm)}
     return (found.pop(), False) if len(found) == 1 else (INVALID, False)
+
+
+def _mentions(output: str, norm: str) -> bool:
+    """A label mentioned as a whole word; a numeric label ("1", "4.5") as a number the output gives, so "-1",
+    "1.5" and "10" do not mention "1" (``metrics.numbers``)."""
+    from ftkit.metrics.numbers import numbers, is_numeric
+
+    if is_numeric(norm):
+        want = numbers(norm)
+        return len(want) == 1 and want[0] in numbers(output)
+    return bool(re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", output.casefold()))
 
 
 def _label_from_json(output: str, by_norm: dict[str, str]) -> str | None:

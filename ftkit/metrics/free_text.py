@@ -54,9 +54,13 @@ def chrf(outputs: list[str], references: list[str]) -> Statistic:
 
 
 def statistics(outputs: list[str], references: list[str], task) -> tuple[list[Statistic], dict]:
-    exact = [float(_squash(o) == _squash(r)) for o, r in zip(outputs, references)]
+    from ftkit.metrics.numbers import same_number
+
+    # a numeric reference matches the same number written another way ("42.0", "1,000"), never a near miss
+    exact = [float(_squash(o) == _squash(r) or same_number(o, r)) for o, r in zip(outputs, references)]
     stats = [rouge_l(outputs, references), bleu(outputs, references), chrf(outputs, references),
-             mean_statistic("exact_match", exact, description="identical to the reference up to whitespace"),
+             mean_statistic("exact_match", exact, description="identical to the reference up to whitespace "
+                                                           "(numbers as numbers)"),
              mean_statistic("format_compliance", [float(bool(o.strip())) for o in outputs],
                             description="a non-empty answer")]
     return stats, {}

@@ -4,22 +4,52 @@ from __future__ import annotations
 import math
 
 
-def plot_confusion(confusion: dict, title: str = "Confusion matrix"):
-    """Counts per (reference row, predicted column), annotated; the diagonal is correct."""
-    import matplotlib.pyplot as plt
+ANNOTATE_MAX_LABELS = 20  # above this many labels only the highlighted cells carry their count (else unreadable)
+CELL_INCHES_MANY = 0.16  # figure inches per label row/column when there are many labels (77 -> ~12 in, 6 pt ticks)
 
+
+def plot_confusion(confusion: dict, title: str = "Confusion matrix", highlight: int | None = None):
+    """Counts per (reference row, predicted column), labels sorted; the diagonal is correct. The ``highlight``
+    (default ``per_label.TOP_CONFUSIONS``) largest off-diagonal cells are boxed in red with their count, so the
+    figure stays readable at banking77's 77 intents, where only those cells are annotated."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    from ftkit.metrics.per_label import TOP_CONFUSIONS, sorted_confusion, top_confusions
+
+    confusion = sorted_confusion(confusion)
     matrix, rows, cols = confusion["matrix"], confusion["labels"], confusion["columns"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 1.0 + 0.6 * len(rows)))
-    ax.imshow(matrix, cmap="Blues", aspect="auto")
-    top = max((max(r) for r in matrix if r), default=0)
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > top / 2 else "black")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("predicted")
+    top = top_confusions(confusion, TOP_CONFUSIONS if highlight is None else highlight)
+    many = len(cols) > ANNOTATE_MAX_LABELS
+    if many:
+        size = (2.5 + CELL_INCHES_MANY * len(cols), 2.0 + CELL_INCHES_MANY * len(rows))
+    else:
+        size = (1.6 + 0.8 * len(cols), 1.2 + 0.6 * len(rows))
+    fig, ax = plt.subplots(figsize=size)
+    arr = np.asarray(matrix, dtype=float)
+    masked = np.ma.masked_where(arr <= 0, arr)  # empty cells white; log colours so 1-2 confusions still show
+    ax.imshow(masked, cmap="Blues", aspect="auto", norm=LogNorm(vmin=1, vmax=max(1.0, arr.max(initial=1.0))),
+              interpolation="nearest")
+    biggest = arr.max(initial=0.0)
+    if not many:
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                ax.text(j, i, str(count), ha="center", va="center",
+                        color="white" if count > biggest / 2 else "black")
+    for cell in top:
+        i, j = rows.index(cell["reference"]), cols.index(cell["answered"])
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        if many:
+            ax.text(j, i, str(cell["count"]), ha="center", va="center", color="red", fontsize=6, fontweight="bold")
+    font = 6 if many else 9
+    ax.set_xticks(range(len(cols)), cols, rotation=90 if many else 30, ha="center" if many else "right",
+                  fontsize=font)
+    ax.set_yticks(range(len(rows)), rows, fontsize=font)
+    ax.set_xlabel("answered (predicted)")
     ax.set_ylabel("reference")
-    ax.set_title(title)
+    ax.set_title(f"{title}" + (f" (red: the {len(top)} most frequent confusions)" if top else ""))
     fig.tight_layout()
     return fig
 

@@ -7,6 +7,7 @@ usually is strict.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from ftkit.metrics.bootstrap import Statistic, mean_statistic
@@ -35,6 +36,39 @@ def parse_json_object(text: str, strict: bool = False) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def values_equal(a, b) -> bool:
+    """JSON values equal as a parser would read them: numbers as numbers (1 == 1.0), but a boolean is not a
+    number (Python's ``True == 1`` is not JSON's), objects and arrays element by element.
+
+    >>> values_equal(1, 1.0), values_equal(True, 1), values_equal({"a": [0.5]}, {"a": [0.50]}), values_equal("1", 1)
+    (True, False, True, False)
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0) or a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def label_text(value) -> str:
+    """A JSON value as a label: numbers in one canonical form (1.0 -> "1"), booleans as JSON writes them.
+
+    >>> [label_text(v) for v in (1.0, 1, 2.5, True, "high")]
+    ['1', '1', '2.5', 'true', 'high']
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return str(value)
+
+
 def field_accuracy(pred: dict | None, ref: dict | None) -> float:
     """Share of the reference's fields that the prediction reproduces exactly (0 for an invalid answer).
 
@@ -45,7 +79,7 @@ def field_accuracy(pred: dict | None, ref: dict | None) -> float:
         return float("nan")  # a reference that is not a JSON object has no fields to score
     if pred is None:
         return 0.0
-    return sum(1.0 for k, v in ref.items() if k in pred and pred[k] == v) / len(ref)
+    return sum(1.0 for k, v in ref.items() if k in pred and values_equal(pred[k], v)) / len(ref)
 
 
 def statistics(outputs: list[str], references: list[str], task) -> tuple[list[Statistic], dict]:
@@ -61,7 +95,8 @@ def statistics(outputs: list[str], references: list[str], task) -> tuple[list[St
         mean_statistic("schema_compliance", schema_ok, description="valid JSON that satisfies the schema"),
         mean_statistic("field_accuracy", [field_accuracy(p, r) for p, r in zip(preds, refs)],
                        description="share of reference fields reproduced exactly"),
-        mean_statistic("exact_match", [float(p is not None and p == r) for p, r in zip(preds, refs)],
+        mean_statistic("exact_match", [float(p is not None and r is not None and values_equal(p, r))
+                                       for p, r in zip(preds, refs)],
                        description="answer object equals the reference object"),
         mean_statistic("format_compliance", [float(s is not None and not validator(s)) for s in strict],
                        description="the whole answer is one schema-valid JSON object, nothing else"),
@@ -78,8 +113,8 @@ def _label_field(preds: list[dict | None], refs: list[dict | None], task) -> tup
     from ftkit.metrics.classification import confusion, per_class
 
     key = task.label_field
-    ref_labels = [str(r.get(key)) if r and key in r else INVALID for r in refs]
-    pred_labels = [str(p.get(key)) if p and key in p else INVALID for p in preds]
+    ref_labels = [label_text(r.get(key)) if r and key in r else INVALID for r in refs]
+    pred_labels = [label_text(p.get(key)) if p and key in p else INVALID for p in preds]
     labels = [lb for lb in label_set(task.labels, ref_labels) if lb != INVALID]
     stats = label_statistics("label_", ref_labels, pred_labels, labels)
     return stats, {"label_field": key, "per_class": per_class(ref_labels, pred_labels, labels),
