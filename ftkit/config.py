@@ -299,6 +299,14 @@ class EvaluationSettings:
         "Answer length cap (tokens) for the forgetting probe; its answers are a word or number."))
     examples_shown: int = field(default=8, metadata=_help(
         "Side-by-side baseline vs fine-tuned examples shown in the report."))
+    slices: list[str] = field(default_factory=list, metadata=_help(
+        "Extra fields of the data (CSV columns, JSON keys such as channel or language) to break the error analysis "
+        "down by; empty = every field with few distinct values. Source file and input length are always used."))
+
+    def __post_init__(self):
+        bad = [s for s in self.slices if not isinstance(s, str) or not s.strip()]
+        if bad or len(set(self.slices)) != len(self.slices):
+            raise ValueError(f"slices: {self.slices!r} must be distinct, non-empty field names")
 
 
 @dataclass

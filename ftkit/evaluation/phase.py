@@ -294,6 +294,54 @@ def regressions(c: Compared, s: Scored, n_answers: int, config) -> Section:
     return sec.add(regressions_finding(wlt, regs, n_answers, m))
 
 
+def error_analysis(run, c: Compared, s: Scored, new_preds: list) -> Section:
+    """Where the fine-tuned model fails: the headline metric by slice (BH-adjusted tests, ftkit.evaluation.slices),
+    per-label P/R/F1 with CIs and the confusion matrix (labels), accuracy per JSON field (structured output), and
+    whether the test set (or the baseline's subset of it) is large enough for the decision. value: slices.json."""
+    from ftkit.evaluation import slices
+    from ftkit.metrics import per_label, plots
+
+    config, m = run.config, c.headline_metric
+    ev, task = config.evaluation, config.task
+    label_field = task.label_field if task.type == "structured_output" else ""
+    dims, unknown, keys = slices.dimensions(c.baseline.records, [p.n_input_tokens for p in c.baseline.predictions],
+                                            ev.slices, label_field)
+    rep = slices.analyse(dims, s.old_report.statistics[m], s.new_report.statistics[m], ev.n_bootstrap, ev.seed)
+    rep.unknown, rep.available = unknown, keys
+    subset = c.baseline.results.generation.get("subset") or {}
+    n, n_test = len(new_preds), int(subset.get("of") or len(new_preds))
+    checks = slices.decision_checks(ev.acceptance, s.rows, m)
+    value = {"slices": rep.to_dict(), "subset": {k: v for k, v in subset.items() if k != "ids"} or None,
+             "decision": checks, "per_label": None, "top_confusions": None, "fields": None}
+    sec = Section(value=value)
+    sec.table(slices.table_rows(rep), caption=f"{m} by slice, 95 % CIs; tests adjusted with {slices.CORRECTION}; "
+                                              f"slices under {slices.MIN_SLICE_SIZE} examples are not ranked")
+    details, top = s.new_report.details, []
+    if details.get("confusion"):
+        rows = per_label.per_label(details["reference_labels"], details["predicted_labels"],
+                                   list(details["per_class"]), ev.n_bootstrap, ev.seed)
+        top = per_label.top_confusions(details["confusion"])
+        value.update(per_label=rows, top_confusions=top)
+        worst = sorted((r for r in rows if r["support"]), key=lambda r: (r["f1"] or 0.0, r["label"]))[:20]
+        sec.table([{"label": r["label"], "support": r["support"], "predicted": r["predicted"],
+                    **{k: "-" if r[k] is None else f"{r[k]:.2f} [{r[k + '_ci'][0]:.2f}, {r[k + '_ci'][1]:.2f}]"
+                       for k in ("precision", "recall", "f1")}} for r in worst],
+                  caption=f"Per label, fine-tuned, 95 % bootstrap CIs (the {len(worst)} lowest F1 of {len(rows)})")
+        sec.table([{"what happened": per_label.confusion_sentence(r), **r} for r in top],
+                  caption="Most frequent confusions (red in the figure)")
+        title = f"Fine-tuned confusion matrix: {details.get('label_field') or 'label'}"
+        sec.figures.append(("confusion_matrix_fine_tuned", plots.plot_confusion(details["confusion"], title)))
+    if task.type == "structured_output":
+        value["fields"] = slices.field_accuracy_rows(c.baseline.predictions, new_preds, ev.n_bootstrap, ev.seed)
+        sec.table(value["fields"], caption="Accuracy per JSON field (numbers compared as numbers)")
+    run.write_json("slices.json", value)
+    how = f"{subset.get('n')} of {n_test} test examples, a seeded sample stratified by {subset.get('stratified_by')}" \
+        if subset.get("stratified_by") and n < n_test else ""
+    return sec.add(slices.weak_slices_finding(rep, m), slices.slice_regressions_finding(rep, m),
+                   slices.unknown_slices_finding(unknown, keys), slices.confusions_finding(top, n),
+                   slices.decision_size_finding(checks, n, n_test, how))
+
+
 def side_by_side(c: Compared, s: Scored, new_preds: list, config) -> Section:
     from ftkit.evaluation import presentation
 
@@ -466,6 +514,9 @@ class EvaluationResults(PhaseResults):
     judge: dict | None = described("LLM-judge result, None when evaluation.llm_judge is off")
     verdict: dict = described("go / no_go / pending, action, why, next steps and every criterion row")
     files: dict = described("artefacts of this run, relative to the run folder")
+    slices: dict | None = described("error analysis (slices.json): headline metric by slice with BH-adjusted tests, "
+                                    "per-label P/R/F1, top confusions, per-field accuracy, decision CIs; None before "
+                                    "it existed", "metric units; CIs 95 %", default=None)
 
     @property
     def headline_metric(self) -> str:
@@ -496,7 +547,8 @@ def _headline_metric_of(r: EvaluationResults) -> str:
 
 
 def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs: dict, examples: list,
-            stops: dict, forget, health: dict, iteration_rows: list, ab: dict, decision) -> EvaluationResults:
+            stops: dict, forget, health: dict, iteration_rows: list, ab: dict, decision,
+            slices: dict | None = None) -> EvaluationResults:
     baseline = c.baseline
     return EvaluationResults(
         training_run=c.current.run_id, iteration=c.current.number, baseline_run=baseline.run_id,
@@ -505,7 +557,8 @@ def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs
         metrics=s.rows, fine_tuned_metrics=s.new_report.to_dict(), regressions=regs["regressions"],
         side_by_side=examples, stops=stops, forgetting=forget, training_health=health, iterations=iteration_rows,
         ab=ab["ab"], judge=ab["judge"], verdict=decision.to_dict(),
-        files={"predictions": "predictions.jsonl", "ab_sheet": "ab/ab_sheet.html"})
+        files={"predictions": "predictions.jsonl", "ab_sheet": "ab/ab_sheet.html",
+               **({"slices": "slices.json"} if slices else {})}, slices=slices)
 
 
 def summary(r: EvaluationResults) -> str:

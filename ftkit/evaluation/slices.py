@@ -29,7 +29,7 @@ MAX_SLICE_VALUES = 12  # a field with at most this many distinct values (and few
 #                        "low cardinality": sliced by default. An id-like column (one value per row) never is.
 FDR = 0.05  # Benjamini-Hochberg false discovery rate over all slice tests of one evaluation
 LENGTH_BUCKETS = 3  # input-length slices: terciles of the prompt's token count
-CORRECTION = "Benjamini-Hochberg (false discovery rate 5 %)"
+CORRECTION = "Benjamini-Hochberg, false discovery rate 5 %"
 SPECIAL = ("file", "input_length", "source")  # dimension names that are not keys of ``fields``
 
 
@@ -261,3 +261,113 @@ def field_accuracy_rows(old_preds: list, new_preds: list, n_boot: int = 1000, se
                      "fine-tuned 95% CI": f"[{cmp['fine_tuned_ci'][0]:.3f}, {cmp['fine_tuned_ci'][1]:.3f}]",
                      "difference": f"{cmp['diff']:+.3f} [{cmp['diff_ci'][0]:+.3f}, {cmp['diff_ci'][1]:+.3f}]"})
     return rows
+
+
+# -- the rules (pure: numbers in, a finding out) ----------------------------------------------------------------------
+
+def weak_slices_finding(report: SliceReport, metric: str):
+    """A warning naming the weakest slices that are significantly below the overall figure (BH-adjusted), with
+    what to collect or fix for each; else an info saying none is, and how many were too small to rank."""
+    from ftkit.section import finding
+
+    weak = report.weak
+    small = f"; {len(report.too_small)} slice(s) had fewer than {MIN_SLICE_SIZE} examples and are not ranked" \
+        if report.too_small else ""
+    if not weak:
+        return finding("info", "evaluation.slices",
+                       f"No slice is significantly below the overall {metric} among {len(report.ranked)} ranked "
+                       f"slice(s) of {len(report.dimensions)} dimension(s) ({CORRECTION}){small}.")
+    named = "; ".join(f"{r['slice']}: {r['fine_tuned']:.3f} on {r['n']} examples (overall {r['overall']:.3f}, "
+                      f"adjusted p = {r['p_below']:.2g})" for r in weak[:3])
+    return finding("warning", "evaluation.weak_slices",
+                   f"{len(weak)} slice(s) significantly below the overall {metric} ({CORRECTION}): {named}{small}.",
+                   "; ".join(f"{r['slice']}: {what_to_collect(r)}" for r in weak[:3]) + ".")
+
+
+def slice_regressions_finding(report: SliceReport, metric: str):
+    """A warning for slices where the fine-tuned model is significantly worse than the baseline (BH-adjusted)."""
+    from ftkit.section import finding
+
+    regressed = report.regressed
+    if not regressed:
+        return None
+    named = "; ".join(f"{r['slice']}: {r['baseline']:.3f} -> {r['fine_tuned']:.3f} on {r['n']} examples "
+                      f"(adjusted p = {r['p_regressed']:.2g})" for r in regressed[:3])
+    return finding("warning", "evaluation.slice_regressions",
+                   f"The fine-tuned model is significantly worse than the baseline on {len(regressed)} slice(s) "
+                   f"({CORRECTION}): {named}.",
+                   "Add training examples of these slices (the training data under-represents them) and re-train; "
+                   "show them to the client before go-live.")
+
+
+def unknown_slices_finding(unknown: list[str], available: list[str]):
+    """A warning when evaluation.slices names fields no scored record carries."""
+    from ftkit.section import finding
+
+    if not unknown:
+        return None
+    return finding("warning", "evaluation.slice_unknown",
+                   f"evaluation.slices names {', '.join(unknown)}, which no scored test record carries; the records "
+                   f"carry: {', '.join(available) or 'no extra fields'} (plus {', '.join(SPECIAL)}).",
+                   "Fix evaluation.slices in engagement.yaml, or deliver the column with the data and re-run the data "
+                   "audit.")
+
+
+def confusions_finding(top: list[dict], n: int):
+    """The most frequent confusions in plain words (info); None when the model confused nothing."""
+    from ftkit.metrics.per_label import confusion_sentence
+    from ftkit.section import finding
+
+    if not top:
+        return None
+    return finding("info", "evaluation.confusions",
+                   f"Most frequent confusions of the fine-tuned model on {n} test examples: "
+                   + "; ".join(confusion_sentence(r) for r in top[:5]) + ".",
+                   "Check that these labels can be told apart from the text (contrasting training examples, clearer "
+                   "label definitions, or merge them with the client's agreement).")
+
+
+def decision_checks(acceptance: list, rows: dict, headline: str) -> list[dict]:
+    """What the go/no-go decides on, each with its CI: every acceptance criterion on a metric of the paired
+    table (fine-tuned value vs its bar), else (no criteria) the headline metric's difference vs 0."""
+    checks = []
+    for crit in acceptance:
+        row = rows.get(getattr(crit, "metric", ""))
+        if not row:
+            continue
+        for bound, bar in (("min", getattr(crit, "min", None)), ("max", getattr(crit, "max", None))):
+            if bar is not None:
+                checks.append({"what": f"{crit.metric} {'>=' if bound == 'min' else '<='} {bar:g}",
+                               "value": row["fine_tuned"], "bar": float(bar), "ci": list(row["fine_tuned_ci"])})
+    if not checks and headline in rows:
+        row = rows[headline]
+        checks.append({"what": f"{headline}: fine-tuned minus baseline > 0", "value": row["diff"], "bar": 0.0,
+                       "ci": list(row["diff_ci"])})
+    return checks
+
+
+def decision_size_finding(checks: list[dict], n: int, n_test: int, how: str = ""):
+    """A warning when a decision's 95 % CI is wider than its margin (|value - bar| < CI half-width): the test set
+    is too small to decide; with the examples needed (half-widths shrink with 1/sqrt(n)) and what scoring the
+    whole test split would give when only a subset was scored. Else an info stating the CI and the subset."""
+    from ftkit.section import finding
+
+    usable = [c for c in checks if c["ci"] and all(x is not None and math.isfinite(x) for x in c["ci"])]
+    if not usable:
+        return None
+    subset = f"{how or f'{n} of {n_test} test examples'}; " if n < n_test else f"all {n} test examples; "
+    parts, short = [], []
+    for c in usable:
+        half = (c["ci"][1] - c["ci"][0]) / 2
+        gap = abs(c["value"] - c["bar"])
+        full = f", about ±{half * math.sqrt(n / n_test):.3f} on all {n_test}" if n < n_test else ""
+        parts.append(f"{c['what']}: {c['value']:.3f}, 95 % CI ±{half:.3f}{full}")
+        if half > gap:
+            need = f"about {math.ceil(round(n * (half / gap) ** 2, 6)):,} examples" if gap > 0 else "more examples than any test set"
+            short.append(f"{c['what']} is {gap:.3f} from its bar, inside the ±{half:.3f} CI ({need} would decide it)")
+    if short:
+        return finding("warning", "evaluation.test_set_too_small",
+                       f"The test set is too small for the decision ({subset}" + "; ".join(short) + ").",
+                       ("Score the whole test split (baseline.max_examples: 0), then re-run the baseline and the "
+                        "evaluation" if n < n_test else "Add held-out test examples (data.test_files) and re-run") + ".")
+    return finding("info", "evaluation.test_set_size", f"Decided on {subset}" + "; ".join(parts) + ".")
