@@ -298,17 +298,26 @@ def error_analysis(run, c: Compared, s: Scored, new_preds: list) -> Section:
     """Where the fine-tuned model fails: the headline metric by slice (BH-adjusted tests, ftkit.evaluation.slices),
     per-label P/R/F1 with CIs and the confusion matrix (labels), accuracy per JSON field (structured output), and
     whether the test set (or the baseline's subset of it) is large enough for the decision. value: slices.json."""
+    sec = error_analysis_of(run.config, c.baseline.records, c.baseline.predictions, new_preds, s,
+                            c.baseline.results.generation.get("subset"))
+    run.write_json("slices.json", sec.value)
+    return sec
+
+
+def error_analysis_of(config, records: list, old_preds: list, new_preds: list, s: Scored, subset: dict | None
+                      ) -> Section:
+    """:func:`error_analysis` without the run: the scored test ``records`` and both models' predictions (same order),
+    their ``Scored`` reports and the baseline's recorded ``subset`` (``ftkit.sampling.Subset.to_dict()``)."""
     from ftkit.evaluation import slices
     from ftkit.metrics import per_label, plots
 
-    config, m = run.config, c.headline_metric
+    m = s.new_report.headline_metric
     ev, task = config.evaluation, config.task
     label_field = task.label_field if task.type == "structured_output" else ""
-    dims, unknown, keys = slices.dimensions(c.baseline.records, [p.n_input_tokens for p in c.baseline.predictions],
-                                            ev.slices, label_field)
+    dims, unknown, keys = slices.dimensions(records, [p.n_input_tokens for p in old_preds], ev.slices, label_field)
     rep = slices.analyse(dims, s.old_report.statistics[m], s.new_report.statistics[m], ev.n_bootstrap, ev.seed)
     rep.unknown, rep.available = unknown, keys
-    subset = c.baseline.results.generation.get("subset") or {}
+    subset = subset or {}
     n, n_test = len(new_preds), int(subset.get("of") or len(new_preds))
     checks = slices.decision_checks(ev.acceptance, s.rows, m)
     value = {"slices": rep.to_dict(), "subset": {k: v for k, v in subset.items() if k != "ids"} or None,
@@ -332,9 +341,8 @@ def error_analysis(run, c: Compared, s: Scored, new_preds: list) -> Section:
         title = f"Fine-tuned confusion matrix: {details.get('label_field') or 'label'}"
         sec.figures.append(("confusion_matrix_fine_tuned", plots.plot_confusion(details["confusion"], title)))
     if task.type == "structured_output":
-        value["fields"] = slices.field_accuracy_rows(c.baseline.predictions, new_preds, ev.n_bootstrap, ev.seed)
+        value["fields"] = slices.field_accuracy_rows(old_preds, new_preds, ev.n_bootstrap, ev.seed)
         sec.table(value["fields"], caption="Accuracy per JSON field (numbers compared as numbers)")
-    run.write_json("slices.json", value)
     how = f"{subset.get('n')} of {n_test} test examples, a seeded sample stratified by {subset.get('stratified_by')}" \
         if subset.get("stratified_by") and n < n_test else ""
     return sec.add(slices.weak_slices_finding(rep, m), slices.slice_regressions_finding(rep, m),

@@ -84,7 +84,7 @@ def confusion_sentence(row: dict) -> str:
 def sorted_confusion(confusion: dict) -> dict:
     """The confusion matrix with rows and columns in label order (alphabetical, so near-synonymous intents such
     as card_arrival / card_delivery_estimate sit together), the INVALID column last."""
-    labels = sorted(confusion["labels"])
+    labels = sorted(confusion["labels"], key=lambda lb: (lb.casefold(), lb))
     row_of = {lb: i for i, lb in enumerate(confusion["labels"])}
     col_of = {c: j for j, c in enumerate(confusion["columns"])}
     columns = labels + [c for c in confusion["columns"] if c not in row_of]

@@ -46,6 +46,16 @@ def test_evaluation_pairs_the_baseline_and_records_a_verdict(evaluated):
     assert {"evaluation.verdict", "evaluation.same_prompts", "evaluation.template_round_trip",
             "evaluation.tiny_random_model"} <= codes
     assert res["tell_client"] and res["next_steps"]
+    # Error analysis: slices (input length, the label field), per-field accuracy, label confusion, decision size.
+    sl = r["slices"]
+    assert sl == read_json(run_dir / "slices.json") and r["files"]["slices"] == "slices.json"
+    assert {row["dimension"] for row in sl["slices"]["rows"]} >= {"input_length", "category"}
+    assert all(row["too_small"] for row in sl["slices"]["rows"])  # 12 scored examples: no slice is ranked
+    assert {row["field"] for row in sl["fields"]} == {"category", "priority"} and len(sl["per_label"]) >= 2
+    assert sl["subset"]["stratified_by"] == "label" and sl["subset"]["n"] == len(ours)
+    assert (run_dir / "figures" / "confusion_matrix_fine_tuned.png").is_file()
+    assert {"evaluation.slices"} <= codes and codes & {"evaluation.test_set_size", "evaluation.test_set_too_small"}
+    assert "by slice" in (run_dir / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -140,3 +140,52 @@ def test_field_accuracy_rows_per_json_field():
     rows = {r["field"]: r for r in slices.field_accuracy_rows(old, new, n_boot=50)}
     assert (rows["priority"]["baseline"], rows["priority"]["fine-tuned"]) == (0.0, 1.0)
     assert (rows["team"]["baseline"], rows["team"]["fine-tuned"]) == (1.0, 0.0) and rows["team"]["n"] == 4
+
+
+def _classification_case(n=240, seed=0):
+    from ftkit import metrics
+    from ftkit.config import parse_config
+    from ftkit.evaluation import phase, presentation
+    from ftkit.generation import Prediction
+
+    rng = np.random.default_rng(seed)
+    labels = ["card_arrival", "card_delivery_estimate", "pin_blocked", "top_up_failed"]
+    records = [{"id": f"t:{i}", "label": labels[i % 4], "origin": {"file": "test.csv", "line": i + 2},
+                "fields": {"channel": ["app", "web", "phone"][i % 3]},
+                "messages": [{"role": "user", "content": "x" * (10 + i % 50)}, {"role": "assistant", "content": "y"}]}
+               for i in range(n)]
+
+    def answer(r, who):
+        if who == "new" and r["label"] == "card_arrival" and r["fields"]["channel"] == "phone":
+            return "card_delivery_estimate"  # the fine-tuned model's systematic confusion, on one channel
+        return r["label"] if rng.random() < (0.9 if who == "new" else 0.6) else labels[rng.integers(0, 4)]
+
+    def preds(who):
+        return [Prediction(r["id"], "h", answer(r, who), r["label"], 20 + i % 50, 3, 0.1, False, r["label"])
+                for i, r in enumerate(records)]
+
+    config = parse_config({"task": {"type": "classification", "labels": labels},
+                           "evaluation": {"n_bootstrap": 200, "acceptance": [{"metric": "accuracy", "min": 0.5}]}})
+    old, new = preds("old"), preds("new")
+    o, nw = metrics.evaluate(old, config.task, n_boot=200), metrics.evaluate(new, config.task, n_boot=200)
+    s = phase.Scored(o, nw, presentation.metric_table(nw, o, n_boot=200))
+    return phase, config, records, old, new, s
+
+
+def test_classification_error_analysis_section():
+    pytest.importorskip("matplotlib")
+    phase, config, records, old, new, s = _classification_case()
+    subset = {"n": 240, "of": 960, "stratified_by": "label", "seed": 0, "ids": [r["id"] for r in records]}
+    sec = phase.error_analysis_of(config, records, old, new, s, subset)
+    codes = {f.code: f for f in sec.findings}
+    assert "channel = phone" in codes["evaluation.weak_slices"].message
+    assert "card_arrival messages were answered card_delivery_estimate" in codes["evaluation.confusions"].message
+    assert codes["evaluation.test_set_size"].severity == "info" and "on all 960" in codes["evaluation.test_set_size"].message
+    assert "seeded sample stratified by label" in codes["evaluation.test_set_size"].message
+    captions = [t.caption for t in sec.tables]
+    assert captions[0].startswith("accuracy by slice") and any(c.startswith("Per label") for c in captions)
+    assert [name for name, _ in sec.figures] == ["confusion_matrix_fine_tuned"]
+    v = sec.value
+    assert v["slices"]["weakest"][0] == "channel = phone" and len(v["per_label"]) == 4
+    assert v["top_confusions"][0]["reference"] == "card_arrival" and "ids" not in v["subset"]
+    assert {r["dimension"] for r in v["slices"]["rows"]} == {"input_length", "channel"}
