@@ -570,7 +570,10 @@ def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs
 
 
 def summary(r: EvaluationResults) -> str:
-    return f"Verdict {r.verdict['verdict']}: {r.verdict['why']}"
+    from ftkit.evaluation.slices import weakest_sentence
+
+    weakest = weakest_sentence((r.slices or {}).get("slices"))
+    return f"Verdict {r.verdict['verdict']}: {r.verdict['why']}" + (f" {weakest}" if weakest else "")
 
 
 def what_to_tell_the_client(r: EvaluationResults) -> str:

@@ -371,3 +371,20 @@ def decision_size_finding(checks: list[dict], n: int, n_test: int, how: str = ""
                        ("Score the whole test split (baseline.max_examples: 0), then re-run the baseline and the "
                         "evaluation" if n < n_test else "Add held-out test examples (data.test_files) and re-run") + ".")
     return finding("info", "evaluation.test_set_size", f"Decided on {subset}" + "; ".join(parts) + ".")
+
+
+def weakest_sentence(report: dict | None) -> str:
+    """One sentence on the weakest significant slice of a ``SliceReport.to_dict()`` ("" when there is none), for
+    the evaluation's summary line in the consolidated report.
+
+    >>> weakest_sentence({"weakest": ["channel = phone"], "rows": [{"slice": "channel = phone", "n": 40,
+    ...     "fine_tuned": 0.5, "overall": 0.8}]})
+    'Weakest slice: channel = phone (0.500 on 40 examples vs 0.800 overall).'
+    """
+    if not report or not report.get("weakest"):
+        return ""
+    name = report["weakest"][0]
+    row = next((r for r in report.get("rows", []) if r.get("slice") == name), None)
+    if not row or row.get("fine_tuned") is None:
+        return f"Weakest slice: {name}."
+    return f"Weakest slice: {name} ({row['fine_tuned']:.3f} on {row['n']} examples vs {row['overall']:.3f} overall)."

@@ -189,3 +189,17 @@ def test_classification_error_analysis_section():
     assert v["slices"]["weakest"][0] == "channel = phone" and len(v["per_label"]) == 4
     assert v["top_confusions"][0]["reference"] == "card_arrival" and "ids" not in v["subset"]
     assert {r["dimension"] for r in v["slices"]["rows"]} == {"input_length", "channel"}
+
+
+def test_fdr_threshold_both_sides():
+    # slices from clearly weak to not weak at all: adjusted p-values fall on both sides of FDR
+    rng = np.random.default_rng(5)
+    values, new = [], []
+    for k, acc in enumerate([0.3, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.8, 0.8, 0.8]):
+        values += [f"s{k}"] * 60
+        new += list((rng.random(60) < acc).astype(float))
+    rep = _report(np.array(new), np.array(new), values)
+    ps = [r["p_below"] for r in rep.ranked]
+    assert min(ps) < slices.FDR < max(ps)
+    assert all(r["below_overall"] == (r["p_below"] < slices.FDR) for r in rep.ranked)
+    assert not any(r["regressed"] for r in rep.ranked)  # identical models: nothing regressed
