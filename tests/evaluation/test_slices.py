@@ -203,3 +203,13 @@ def test_fdr_threshold_both_sides():
     assert min(ps) < slices.FDR < max(ps)
     assert all(r["below_overall"] == (r["p_below"] < slices.FDR) for r in rep.ranked)
     assert not any(r["regressed"] for r in rep.ranked)  # identical models: nothing regressed
+
+
+def test_evaluation_slices_setting_is_validated():
+    from ftkit.config import parse_config
+    from ftkit.errors import ConfigError
+
+    assert parse_config({"evaluation": {"slices": ["channel", "language"]}}).evaluation.slices == ["channel", "language"]
+    for bad in (["channel", "channel"], [""]):
+        with pytest.raises(ConfigError, match="slices"):
+            parse_config({"evaluation": {"slices": bad}})
