@@ -333,7 +333,8 @@ def error_analysis_of(config, records: list, old_preds: list, new_preds: list, s
         value.update(per_label=rows, top_confusions=top)
         worst = sorted((r for r in rows if r["support"]), key=lambda r: (r["f1"] or 0.0, r["label"]))[:20]
         sec.table([{"label": r["label"], "support": r["support"], "predicted": r["predicted"],
-                    **{k: "-" if r[k] is None else f"{r[k]:.2f} [{r[k + '_ci'][0]:.2f}, {r[k + '_ci'][1]:.2f}]"
+                    **{k: "-" if r[k] is None else f"{r[k]:.2f}" + (
+                        f" [{r[k + '_ci'][0]:.2f}, {r[k + '_ci'][1]:.2f}]" if r[k + "_ci"] else "")
                        for k in ("precision", "recall", "f1")}} for r in worst],
                   caption=f"Per label, fine-tuned, 95 % bootstrap CIs (the {len(worst)} lowest F1 of {len(rows)})")
         sec.table([{"what happened": per_label.confusion_sentence(r), **r} for r in top],
