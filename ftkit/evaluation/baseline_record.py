@@ -48,15 +48,17 @@ class BaselineRecord:
     def prompt_record(self, served: bool = False) -> dict:
         """One side's prompt as results.json records it: name, shots, system prompt, spec hash and the sha256
         over its per-example prompt hashes (``served``: the fine-tuned model's side)."""
+        import hashlib
+
         from ftkit.baseline.prompt_search import spec_sha256
-        from ftkit.evaluation.iterations import prompts_fingerprint
 
         spec, preds = (self.served_spec, self.served_predictions) if served else (self.spec, self.predictions)
         search, sp = self.prompt.get("prompt_search") or {}, self.prompt.get("served_prompt") or {}
         name = (sp.get("name") if served else search.get("winner")) or f"{len(spec.shots)}-shot (baseline.shots)"
         return {"name": name, "n_shots": len(spec.shots), "shot_ids": spec.shot_ids,
                 "system_prompt": spec.system_prompt, "spec_sha256": spec_sha256(spec),
-                "prompts_sha256": prompts_fingerprint(preds)}
+                # = evaluation.iterations.prompts_fingerprint (which imports this module, so not imported here)
+                "prompts_sha256": hashlib.sha256("\n".join(p.prompt_sha256 for p in preds).encode("utf-8")).hexdigest()}
 
 
 def load_baseline(run) -> BaselineRecord:
