@@ -1,0 +1,247 @@
+"""baseline.prompt_search: candidates, the validation sample, the variants file, the choice rule and its findings;
+then one real run on the tiny model: a validation set built so that one candidate must win, through the baseline
+notebook, and the evaluation's two comparisons (fine-tuned under its own prompt vs the base model's best prompt,
+and the same-prompt view) with both prompts recorded and hashed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftkit.baseline import prompt_search as ps
+from ftkit.config import parse_config
+from ftkit.errors import ConfigError, DataError
+from ftkit.generation import Prediction
+from ftkit.prompting import make_spec
+
+
+def rec(i, label, split="train"):
+    return {"id": f"{split}-{i}", "label": label,
+            "messages": [{"role": "user", "content": f"{split} ticket {i}"}, {"role": "assistant", "content": label}]}
+
+
+TRAIN = [rec(i, "ab"[i % 2]) for i in range(10)] + [rec(10 + i, "c") for i in range(4)]
+VALIDATION = [rec(i, "abc"[i % 3], "val") for i in range(30)]
+
+
+def config(**search):
+    return parse_config({"task": {"type": "classification", "system_prompt": "Classify the ticket."},
+                         "baseline": {"prompt_search": {"enabled": True, **search}}})
+
+
+# -- candidates ------------------------------------------------------------------------------------------------------
+
+def test_candidates_in_order_with_the_label_set_spelled_out_and_shots_from_train_only():
+    cands = ps.candidates(config(k_shots=[3, 1]), TRAIN)
+    assert [c.name for c in cands] == ["zero-shot", "spelled-out", "1-shot", "3-shot"]
+    assert cands[0].spec == make_spec(TRAIN, 0, "Classify the ticket.", 42)  # the consultant's prompt
+    assert cands[1].spec.system_prompt == ("Classify the ticket.\n\n"
+                                           "Answer with exactly one of these labels and nothing else: a, b, c.")
+    train_ids = {r["id"] for r in TRAIN}
+    three = cands[3].spec
+    assert set(three.shot_ids) <= train_ids and len(three.shot_ids) == 3
+    assert sorted(s["messages"][-1]["content"] for s in three.shots) == ["a", "b", "c"]  # stratified by label
+    assert len({c.spec_sha256 for c in cands}) == 4
+    assert [c.name for c in ps.candidates(config(spell_out=False, k_shots=[]), TRAIN)] == ["zero-shot"]
+
+
+def test_structured_output_spells_out_the_schema_or_the_keys_of_the_train_answers():
+    js = {"type": "object", "required": ["category"]}
+    with_schema = parse_config({"task": {"type": "structured_output", "json_schema": js}})
+    train = [{"id": "t", "messages": [{"role": "user", "content": "x"},
+                                      {"role": "assistant", "content": '{"category": "a", "priority": "low"}'}]}]
+    assert ps.spelled_out_instruction(with_schema.task, train) == ps.SCHEMA_INSTRUCTION.format(
+        schema='{"required": ["category"], "type": "object"}')
+    keys = parse_config({"task": {"type": "structured_output"}})
+    assert ps.spelled_out_instruction(keys.task, train).endswith("with exactly these keys: category, priority.")
+    assert ps.spelled_out_instruction(parse_config({"task": {"type": "free_text"}}).task, train) is None
+
+
+def test_validation_sample_is_seeded_stratified_and_bounded():
+    sample = ps.validation_sample(VALIDATION, 9, seed=7)
+    assert len(sample) == 9 and sample == ps.validation_sample(VALIDATION, 9, seed=7)
+    assert sorted(r["label"] for r in sample) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert [r["id"] for r in sample] == [r["id"] for r in VALIDATION if r in sample]  # file order
+    assert ps.validation_sample(VALIDATION, 0, 7) == VALIDATION == ps.validation_sample(VALIDATION, 99, 7)
+
+
+def test_bad_search_settings_name_the_field():
+    for bad, text in (({"k_shots": [0, 2]}, "k_shots must be whole numbers of at least 1, got [0]"),
+                      ({"max_examples": -1}, "max_examples must be 0 (all) or more, got -1")):
+        with pytest.raises(ConfigError) as info:
+            config(**bad)
+        assert "baseline.prompt_search" in str(info.value) and text in str(info.value)
+
+
+# -- the variants file -----------------------------------------------------------------------------------------------
+
+def test_variants_file_is_read_with_lines(tmp_path):
+    path = tmp_path / "variants.yaml"
+    path.write_text("- name: polite\n  system_prompt: |\n    Be polite.\n    One label only.\n  shots: 2\n"
+                    "- name: terse\n  system_prompt: Label?\n", encoding="utf-8")
+    variants = ps.read_variants(path)
+    assert variants == [{"name": "polite", "system_prompt": "Be polite.\nOne label only.\n", "shots": 2, "line": 1},
+                        {"name": "terse", "system_prompt": "Label?", "shots": 0, "line": 6}]
+    cands = ps.candidates(config(k_shots=[1]), TRAIN, variants, "variants.yaml")
+    assert [(c.name, c.kind, c.origin, len(c.spec.shots)) for c in cands[-2:]] == [
+        ("polite", "variant", "variants.yaml line 1", 2), ("terse", "variant", "variants.yaml line 6", 0)]
+
+
+@pytest.mark.parametrize("text, where", [
+    ("- name: a\n  system_prompt: x: y\n", "line 2: YAML syntax error: mapping values are not allowed here"),
+    ("name: a\n", "expected a YAML list"),
+    ("- name: a\n  system_prompt: x\n- name: b\n", "line 3: system_prompt: expected text, got None"),
+    ("- name: a\n  system_prompt: x\n  shots: -1\n", "line 3: shots: expected a whole number of at least 0, got -1"),
+    ("- name: a\n  system_prompt: x\n  temperature: 0.2\n", "line 3: temperature: unknown key"),
+    ("- name: a\n  system_prompt: x\n- name: a\n  system_prompt: y\n", "line 3: name: 'a' is already taken"),
+    ("- name: zero-shot\n  system_prompt: x\n", "line 1: name: 'zero-shot' is already taken"),
+    ("- just a string\n", "line 1: expected a mapping"),
+])
+def test_bad_variants_files_name_file_line_and_field(tmp_path, text, where):
+    path = tmp_path / "variants.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        ps.read_variants(path)
+    assert str(info.value).startswith(str(path)) and where in str(info.value)
+
+
+def test_missing_variants_file_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="variants file not found; create it or clear"):
+        ps.read_variants(tmp_path / "nope.yaml")
+
+
+# -- the choice ------------------------------------------------------------------------------------------------------
+
+def scored(name, correct, prompt_tokens):
+    from ftkit.metrics import evaluate
+
+    task = config().task
+    preds = [Prediction(f"v{i}", f"{name}-{i}", "a" if ok else "b", "a", prompt_tokens, 1, 0.1, False, "a")
+             for i, ok in enumerate(correct)]
+    return ps.Scored(ps.Candidate(name, "k_shot", make_spec([], 0, name)), evaluate(preds, task), preds)
+
+
+def test_the_best_validation_score_wins_and_ties_go_to_the_shorter_prompt_then_the_earlier():
+    zero, better, tied_longer = scored("zero", [1, 0, 0, 0], 50), scored("better", [1, 1, 1, 0], 90), \
+        scored("tied", [1, 1, 1, 0], 120)
+    winner, rows = ps.choose([zero, better, tied_longer])
+    assert winner is better and [r["winner"] for r in rows] == [False, True, False]
+    assert rows[1]["accuracy"] == 0.75 and rows[1]["diff_to_zero_shot"] == pytest.approx(0.5)
+    assert rows[1]["ci_low"] <= 0.75 <= rows[1]["ci_high"] and rows[1]["mean_prompt_tokens"] == 90
+    shorter = scored("shorter", [0, 1, 1, 1], 60)  # same accuracy as "better", fewer prompt tokens
+    assert ps.choose([zero, better, shorter])[0] is shorter
+    same_length = scored("same", [0, 1, 1, 1], 90)
+    assert ps.choose([zero, better, same_length])[0] is better  # full tie: the earlier candidate
+    assert ps.choose([zero, scored("worse", [0, 0, 0, 0], 10)])[0] is zero
+
+
+def test_findings_on_both_sides_of_the_validation_size_and_for_the_winner():
+    few = ps.validation_size_finding(ps.MIN_VALIDATION_EXAMPLES - 1)
+    enough = ps.validation_size_finding(ps.MIN_VALIDATION_EXAMPLES)
+    assert (few.severity, few.code) == ("warning", "baseline.prompt_search.few_examples")
+    assert (enough.severity, enough.code) == ("info", "baseline.prompt_search.examples")
+    assert ps.no_validation_finding().severity == "warning" and "data.split.validation" in ps.no_validation_finding().next_step
+    _, rows = ps.choose([scored("zero", [1, 0, 0, 0], 50), scored("better", [1, 1, 1, 1], 90)])
+    won = ps.winner_finding(rows, "accuracy")
+    assert "Best prompt on validation: better (accuracy 1.000" in won.message and "+0.750" in won.message
+    _, rows = ps.choose([scored("zero", [1, 1, 0, 0], 50), scored("worse", [0, 0, 0, 0], 90)])
+    assert "zero-shot prompt won" in ps.winner_finding(rows, "accuracy").message
+
+
+# -- one real run on the tiny model ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def searched(tiny_chain, tmp_path_factory):
+    """A copy of the tiny chain (trained) whose validation references are the tiny model's own answers under the
+    variant 'echo': the search must pick 'echo'. Then the baseline notebook runs with the search on."""
+    from ftkit import yamlio
+    from ftkit.engagement import Engagement
+    from ftkit.runner import run_phases
+
+    tiny_chain.through("training")
+    engagement = tiny_chain.copy(tmp_path_factory.mktemp("searched"))
+    settings = yamlio.safe_load(engagement.config_path.read_text())
+    settings["task"]["type"] = "free_text"  # rouge_l: a copied answer scores exactly 1
+    settings["baseline"]["prompt_search"] = {"enabled": True, "max_examples": 6, "k_shots": [1],
+                                             "variants_file": "variants.yaml"}
+    engagement.config_path.write_text(yamlio.dump(settings))
+    (engagement.path / "variants.yaml").write_text("- name: echo\n  system_prompt: Repeat the ticket.\n  shots: 1\n")
+    cfg = parse_config(settings)
+    audit = engagement.latest_run_dir("data_audit")
+    validation = [json.loads(line) for line in (audit / "validation.jsonl").read_text().splitlines()]
+    train = [json.loads(line) for line in (audit / "train.jsonl").read_text().splitlines()]
+    echo = ps.candidates(cfg, train, ps.read_variants(engagement.path / "variants.yaml"), "variants.yaml")[-1]
+    answers = ps.score(cfg, [echo], validation, train + validation)[0].predictions
+    for record, answer in zip(validation, answers):
+        record["messages"][-1]["content"] = answer.output
+    (audit / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in validation))
+    [outcome] = run_phases(engagement, ["baseline"], progress=False)
+    assert outcome.succeeded, outcome.error
+    return Engagement.from_dir(engagement.path), outcome.run_dir, {r["id"] for r in train}
+
+
+def test_the_search_picks_the_candidate_that_scores_best_on_validation(searched):
+    from ftkit.fsutil import read_json
+
+    engagement, run_dir, train_ids = searched
+    search = read_json(run_dir / "prompt_search.json")
+    rows = {r["candidate"]: r for r in search["rows"]}
+    assert list(rows) == ["zero-shot", "1-shot", "echo"] and search["winner"]["name"] == "echo"
+    assert rows["echo"]["rouge_l"] == pytest.approx(1.0) and rows["echo"]["winner"]
+    assert max(r["rouge_l"] for n, r in rows.items() if n != "echo") < 1.0
+    assert search["n_validation"] == 6 and len(set(search["validation_ids"])) == 6
+    audit = engagement.latest_run_dir("data_audit")
+    held_out = {json.loads(line)["id"] for name in ("validation.jsonl", "test.jsonl")
+                for line in (audit / name).read_text().splitlines()}
+    for cand in search["candidates"]:  # every shot comes from the train split, none from validation or test
+        assert set(cand["shot_ids"]) <= train_ids and not set(cand["shot_ids"]) & held_out
+    # The winner is the test-set baseline; every candidate and the served prompt are recorded and hashed.
+    prompt = read_json(run_dir / "prompt.json")
+    assert prompt["system_prompt"] == "Repeat the ticket." and prompt["prompt_search"]["winner"] == "echo"
+    assert prompt["served_prompt"]["name"] == "zero-shot" and prompt["served_prompt"]["n_shots"] == 0
+    assert prompt["served_prompt"]["predictions"] == "predictions_served_prompt.jsonl"
+    res = read_json(run_dir / "results.json")
+    assert res["schema"]["version"] == 2 and res["results"]["prompt_search"]["winner"]["name"] == "echo"
+    served = [json.loads(line) for line in (run_dir / "predictions_served_prompt.jsonl").read_text().splitlines()]
+    best = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in served] == [p["id"] for p in best]
+    assert all(a["prompt_sha256"] != b["prompt_sha256"] for a, b in zip(served, best))
+    codes = {f["code"] for f in res["findings"]}
+    assert {"baseline.prompt_search.winner", "baseline.prompt_search.few_examples",
+            "baseline.prompt_search.test_check"} <= codes
+
+
+def test_the_evaluation_compares_against_the_best_prompt_and_keeps_the_same_prompt_view(searched, tmp_path):
+    from ftkit.evaluation import phase
+    from ftkit.generation import generate_local
+    from ftkit.phase_run import PhaseRun
+
+    engagement, _, _ = searched
+    run = PhaseRun.open("evaluation", str(engagement.path), str(tmp_path / "run"), show=False)
+    c = phase.what_is_compared(run).value
+    same = phase.same_prompts(c)
+    prompts, fingerprint = same.value
+    assert c.baseline.two_prompts and {f.code for f in same.findings} >= {"evaluation.best_prompt"}
+    # The fine-tuned model answers under its served (zero-shot) prompt, verified against the base model's answers
+    # under that prompt; the primary comparison is against the base model's best prompt.
+    assert [p.sha256 for p in prompts] == [p.prompt_sha256 for p in c.baseline.served_predictions]
+    assert all(p.sha256 != b.prompt_sha256 for p, b in zip(prompts, c.baseline.predictions))
+    new_preds = generate_local(c.ft.model, c.ft.tokenizer, prompts, c.baseline.max_new_tokens, 8, progress=False)
+    primary = phase.metrics_comparison(c, new_preds, run.config).value
+    view = phase.same_prompt_view(c, new_preds, run.config).value
+    m = c.headline_metric
+    assert primary.rows[m]["fine_tuned"] == pytest.approx(view["metrics"][m]["fine_tuned"])
+    base_best = read_values(c.baseline.predictions, run.config, m)
+    base_served = read_values(c.baseline.served_predictions, run.config, m)
+    assert primary.rows[m]["baseline"] == pytest.approx(base_best)
+    assert view["metrics"][m]["baseline"] == pytest.approx(base_served)
+    sides = {"baseline": c.baseline.prompt_record(False), "fine_tuned": c.baseline.prompt_record(True)}
+    assert (sides["baseline"]["name"], sides["fine_tuned"]["name"]) == ("echo", "zero-shot")
+    assert sides["fine_tuned"]["prompts_sha256"] == fingerprint != sides["baseline"]["prompts_sha256"]
+    assert sides["baseline"]["spec_sha256"] != sides["fine_tuned"]["spec_sha256"]
+
+
+def read_values(predictions, cfg, metric):
+    from ftkit.metrics import evaluate
+
+    return evaluate(predictions, cfg.task).value(metric)
