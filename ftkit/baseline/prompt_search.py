@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ftkit.errors import DataError
@@ -183,11 +183,12 @@ def candidates(config, train: list[dict], variants: list[dict] = (), variants_pa
     system = task.system_prompt
     out = [Candidate("zero-shot", "zero_shot", make_spec(train, 0, system, seed))]
     instruction = spelled_out_instruction(task, train) if search.spell_out else None
-    if instruction:
-        out.append(Candidate("spelled-out", "spelled_out", make_spec(train, 0, with_instruction(system, instruction),
-                                                                     seed)))
+    if instruction:  # appended to the system prompt in effect (a record's own one included)
+        out.append(Candidate("spelled-out", "spelled_out", replace(make_spec(train, 0, system, seed),
+                                                                   instruction=instruction)))
     out += [Candidate(f"{k}-shot", "k_shot", make_spec(train, k, system, seed)) for k in search.k_shots]
-    out += [Candidate(v["name"], "variant", make_spec(train, v["shots"], v["system_prompt"], seed),
+    out += [Candidate(v["name"], "variant", replace(make_spec(train, v["shots"], v["system_prompt"], seed),
+                                                    replace_system=True),  # a variant's prompt is the whole prompt
                       f"{Path(variants_path).name} line {v['line']}") for v in variants]
     return out
 

@@ -78,7 +78,8 @@ def load_baseline(run) -> BaselineRecord:
                           f"Re-run the baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
     gen = results.generation
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
-                      seed=prompt.get("seed", 0))
+                      seed=prompt.get("seed", 0), instruction=prompt.get("instruction", ""),
+                      replace_system=bool(prompt.get("replace_system", False)))
     served_spec, served_preds = _served(run, prompt, predictions)
     return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,
                          [by_id[p.id] for p in predictions], spec, int(gen.get("max_new_tokens") or 0),

@@ -35,8 +35,13 @@ def test_candidates_in_order_with_the_label_set_spelled_out_and_shots_from_train
     cands = ps.candidates(config(k_shots=[3, 1]), TRAIN)
     assert [c.name for c in cands] == ["zero-shot", "spelled-out", "1-shot", "3-shot"]
     assert cands[0].spec == make_spec(TRAIN, 0, "Classify the ticket.", 42)  # the consultant's prompt
-    assert cands[1].spec.system_prompt == ("Classify the ticket.\n\n"
-                                           "Answer with exactly one of these labels and nothing else: a, b, c.")
+    assert cands[1].spec.instruction == "Answer with exactly one of these labels and nothing else: a, b, c."
+    from ftkit.prompting import build_messages
+
+    own = {"id": "o", "messages": [{"role": "system", "content": "Own prompt."}, *TRAIN[0]["messages"]]}
+    assert build_messages(TRAIN[0], cands[1].spec)[0]["content"] == "Classify the ticket.\n\n" + cands[1].spec.instruction
+    assert build_messages(own, cands[1].spec)[0]["content"] == "Own prompt.\n\n" + cands[1].spec.instruction
+    assert build_messages(own, cands[0].spec)[0]["content"] == "Own prompt."  # unchanged without a search
     train_ids = {r["id"] for r in TRAIN}
     three = cands[3].spec
     assert set(three.shot_ids) <= train_ids and len(three.shot_ids) == 3
@@ -85,6 +90,10 @@ def test_variants_file_is_read_with_lines(tmp_path):
     cands = ps.candidates(config(k_shots=[1]), TRAIN, variants, "variants.yaml")
     assert [(c.name, c.kind, c.origin, len(c.spec.shots)) for c in cands[-2:]] == [
         ("polite", "variant", "variants.yaml line 1", 2), ("terse", "variant", "variants.yaml line 6", 0)]
+    from ftkit.prompting import build_messages
+
+    own = {"id": "o", "messages": [{"role": "system", "content": "Own prompt."}, *TRAIN[0]["messages"]]}
+    assert build_messages(own, cands[-1].spec)[0] == {"role": "system", "content": "Label?"}  # replaces the record's
 
 
 @pytest.mark.parametrize("text, where", [
@@ -152,8 +161,10 @@ def test_findings_on_both_sides_of_the_validation_size_and_for_the_winner():
 
 @pytest.fixture(scope="module")
 def searched(tiny_chain, tmp_path_factory):
-    """A copy of the tiny chain (trained) whose validation references are the tiny model's own answers under the
-    variant 'echo': the search must pick 'echo'. Then the baseline notebook runs with the search on."""
+    """A copy of the trained tiny chain whose baseline is re-run with the search on: zero-shot, 1-shot and the
+    variant 'bare' (no system prompt). The tiny random model scores every prompt alike (it answers nothing useful),
+    so the documented tie-break must pick the shortest prompt, 'bare'; the test-set baseline then differs from the
+    fine-tuned model's prompt and the evaluation has two views."""
     from ftkit import yamlio
     from ftkit.engagement import Engagement
     from ftkit.runner import run_phases
@@ -161,54 +172,55 @@ def searched(tiny_chain, tmp_path_factory):
     tiny_chain.through("training")
     engagement = tiny_chain.copy(tmp_path_factory.mktemp("searched"))
     settings = yamlio.safe_load(engagement.config_path.read_text())
-    settings["task"]["type"] = "free_text"  # rouge_l: a copied answer scores exactly 1
-    settings["baseline"]["prompt_search"] = {"enabled": True, "max_examples": 6, "k_shots": [1],
+    settings["baseline"]["prompt_search"] = {"enabled": True, "max_examples": 6, "k_shots": [1], "spell_out": False,
                                              "variants_file": "variants.yaml"}
     engagement.config_path.write_text(yamlio.dump(settings))
-    (engagement.path / "variants.yaml").write_text("- name: echo\n  system_prompt: Repeat the ticket.\n  shots: 1\n")
-    cfg = parse_config(settings)
-    audit = engagement.latest_run_dir("data_audit")
-    validation = [json.loads(line) for line in (audit / "validation.jsonl").read_text().splitlines()]
-    train = [json.loads(line) for line in (audit / "train.jsonl").read_text().splitlines()]
-    echo = ps.candidates(cfg, train, ps.read_variants(engagement.path / "variants.yaml"), "variants.yaml")[-1]
-    answers = ps.score(cfg, [echo], validation, train + validation)[0].predictions
-    for record, answer in zip(validation, answers):
-        record["messages"][-1]["content"] = answer.output
-    (audit / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in validation))
+    (engagement.path / "variants.yaml").write_text("- name: bare\n  system_prompt: ''\n")
+    train = [json.loads(line) for line in
+             (engagement.latest_run_dir("data_audit") / "train.jsonl").read_text().splitlines()]
     [outcome] = run_phases(engagement, ["baseline"], progress=False)
     assert outcome.succeeded, outcome.error
     return Engagement.from_dir(engagement.path), outcome.run_dir, {r["id"] for r in train}
 
 
-def test_the_search_picks_the_candidate_that_scores_best_on_validation(searched):
+def test_the_search_applies_its_rule_on_a_real_run_and_records_every_candidate(searched):
     from ftkit.fsutil import read_json
 
     engagement, run_dir, train_ids = searched
     search = read_json(run_dir / "prompt_search.json")
     rows = {r["candidate"]: r for r in search["rows"]}
-    assert list(rows) == ["zero-shot", "1-shot", "echo"] and search["winner"]["name"] == "echo"
-    assert rows["echo"]["rouge_l"] == pytest.approx(1.0) and rows["echo"]["winner"]
-    assert max(r["rouge_l"] for n, r in rows.items() if n != "echo") < 1.0
+    metric = search["metric"]
+    assert list(rows) == ["zero-shot", "1-shot", "bare"] and len({r[metric] for r in rows.values()}) == 1  # all tied
+    assert rows["bare"]["mean_prompt_tokens"] < min(rows["zero-shot"]["mean_prompt_tokens"],
+                                                    rows["1-shot"]["mean_prompt_tokens"])
+    assert search["winner"]["name"] == "bare" and rows["bare"]["winner"]
     assert search["n_validation"] == 6 and len(set(search["validation_ids"])) == 6
     audit = engagement.latest_run_dir("data_audit")
     held_out = {json.loads(line)["id"] for name in ("validation.jsonl", "test.jsonl")
                 for line in (audit / name).read_text().splitlines()}
+    assert set(search["validation_ids"]) <= held_out
     for cand in search["candidates"]:  # every shot comes from the train split, none from validation or test
         assert set(cand["shot_ids"]) <= train_ids and not set(cand["shot_ids"]) & held_out
+    assert [len(c["shot_ids"]) for c in search["candidates"]] == [0, 1, 0]
     # The winner is the test-set baseline; every candidate and the served prompt are recorded and hashed.
     prompt = read_json(run_dir / "prompt.json")
-    assert prompt["system_prompt"] == "Repeat the ticket." and prompt["prompt_search"]["winner"] == "echo"
+    assert prompt["system_prompt"] == "" and prompt["replace_system"] and prompt["prompt_search"]["winner"] == "bare"
+    assert prompt["example_messages"][0]["role"] == "user"  # no system prompt at all
     assert prompt["served_prompt"]["name"] == "zero-shot" and prompt["served_prompt"]["n_shots"] == 0
+    from ftkit.config import load_config
+
+    assert prompt["served_prompt"]["spec"]["system_prompt"] == load_config(engagement.config_path).task.system_prompt != ""
     assert prompt["served_prompt"]["predictions"] == "predictions_served_prompt.jsonl"
     res = read_json(run_dir / "results.json")
-    assert res["schema"]["version"] == 2 and res["results"]["prompt_search"]["winner"]["name"] == "echo"
+    assert res["schema"]["version"] == 2 and res["results"]["prompt_search"]["winner"]["name"] == "bare"
     served = [json.loads(line) for line in (run_dir / "predictions_served_prompt.jsonl").read_text().splitlines()]
     best = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
-    assert [p["id"] for p in served] == [p["id"] for p in best]
+    assert [p["id"] for p in served] == [p["id"] for p in best] and len(best) == 12
     assert all(a["prompt_sha256"] != b["prompt_sha256"] for a, b in zip(served, best))
     codes = {f["code"] for f in res["findings"]}
     assert {"baseline.prompt_search.winner", "baseline.prompt_search.few_examples",
             "baseline.prompt_search.test_check"} <= codes
+    assert "variants.yaml" in res["inputs"]
 
 
 def test_the_evaluation_compares_against_the_best_prompt_and_keeps_the_same_prompt_view(searched, tmp_path):
@@ -236,7 +248,7 @@ def test_the_evaluation_compares_against_the_best_prompt_and_keeps_the_same_prom
     assert primary.rows[m]["baseline"] == pytest.approx(base_best)
     assert view["metrics"][m]["baseline"] == pytest.approx(base_served)
     sides = {"baseline": c.baseline.prompt_record(False), "fine_tuned": c.baseline.prompt_record(True)}
-    assert (sides["baseline"]["name"], sides["fine_tuned"]["name"]) == ("echo", "zero-shot")
+    assert (sides["baseline"]["name"], sides["fine_tuned"]["name"]) == ("bare", "zero-shot")
     assert sides["fine_tuned"]["prompts_sha256"] == fingerprint != sides["baseline"]["prompts_sha256"]
     assert sides["baseline"]["spec_sha256"] != sides["fine_tuned"]["spec_sha256"]
 
