@@ -41,6 +41,14 @@ class BaselineRecord:
         self.served_predictions = self.predictions if self.served_predictions is None else self.served_predictions
 
     @property
+    def headline_metric(self) -> str:
+        return self.results.headline_metric
+
+    @property
+    def model_id(self) -> str:
+        return str(self.results.model.get("name", ""))
+
+    @property
     def two_prompts(self) -> bool:
         """True when the baseline's (best) prompt is not the fine-tuned model's: the evaluation has two views."""
         return self.served_predictions is not self.predictions
