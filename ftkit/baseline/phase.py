@@ -194,7 +194,7 @@ def served_prompt(run, splits: dict, search: dict | None, report, seed: int, pro
     value = {"name": served["name"], "spec_sha256": served["spec_sha256"], "predictions": SERVED_PREDICTIONS,
              "metrics": other.to_dict()}
     sec = Section(value=value).table(rows, caption=f"Test examples under both prompts ({len(gen.predictions)})")
-    return sec.add(ps.test_check_finding(report.value(m), other.value(m), m, len(gen.predictions),
+    return sec.add(ps.served_check_finding(report.value(m), other.value(m), m, len(gen.predictions),
                                          search["winner"]["name"]))
 
 

@@ -325,7 +325,7 @@ def winner_finding(rows: list[dict], metric: str):
                    "second view, under the fine-tuned model's own prompt).")
 
 
-def test_check_finding(best: float, served: float, metric: str, n: int, winner: str):
+def served_check_finding(best: float, served: float, metric: str, n: int, winner: str):
     """On the test split: the winner against the consultant's prompt (both recorded for the evaluation)."""
     return finding("info", "baseline.prompt_search.test_check",
                    f"On the {n} test examples the winner ({winner}) scores {metric} {best:.3f} and the consultant's "

@@ -257,3 +257,37 @@ def read_values(predictions, cfg, metric):
     from ftkit.metrics import evaluate
 
     return evaluate(predictions, cfg.task).value(metric)
+
+
+def test_the_evaluation_findings_of_the_two_views():
+    from ftkit.evaluation import phase
+
+    side = {"name": "zero-shot", "n_shots": 0, "spec_sha256": "a" * 64, "prompts_sha256": "b" * 64}
+    assert phase.best_prompt_finding(side, dict(side)) is None  # one prompt: nothing to say
+    best = phase.best_prompt_finding({**side, "name": "3-shot", "n_shots": 3, "spec_sha256": "c" * 64}, side)
+    assert (best.severity, best.code) == ("info", "evaluation.best_prompt")
+    assert "under its best prompt found on validation (3-shot, 3 shots" in best.message
+    row = {"baseline": 0.25, "fine_tuned": 0.75, "diff": 0.5, "diff_ci": [0.3, 0.7]}
+    view = phase.same_prompt_view_finding(row, "accuracy", "zero-shot")
+    assert view.code == "evaluation.same_prompt_view" and "accuracy 0.250 -> 0.750 (+0.500" in view.message
+    check = ps.served_check_finding(0.5, 0.25, "accuracy", 40, "3-shot")
+    assert check.code == "baseline.prompt_search.test_check" and "(3-shot) scores accuracy 0.500" in check.message
+
+
+def test_tell_client_names_the_best_prompt_only_when_there_are_two():
+    from ftkit.evaluation import phase
+
+    def results(baseline_spec):
+        sides = {"baseline": {"name": "3-shot", "spec_sha256": baseline_spec},
+                 "fine_tuned": {"name": "zero-shot", "spec_sha256": "a"}}
+        row = {"baseline": 0.2, "fine_tuned": 0.8, "diff": 0.6, "diff_ci": [0.4, 0.8], "significant": True,
+               "higher_is_better": True}
+        verdict = {"verdict": "go", "action": "deploy", "why": "ok", "criteria": [], "next_steps": [],
+                   "used_default_criteria": False}
+        return phase.EvaluationResults(
+            training_run="t", iteration=1, baseline_run="b", prompts_sha256="x", generation={}, metrics={"accuracy": row},
+            fine_tuned_metrics={"n": 10, "headline": {"name": "accuracy"}}, regressions=[], side_by_side=[],
+            stops={"fine_tuned": {"runaways": 0, "n": 10}}, forgetting=None, training_health={}, iterations=[], ab={},
+            judge=None, verdict=verdict, files={}, prompts=sides)
+    assert "for the base model with its best prompt (3-shot)" in phase.what_to_tell_the_client(results("c"))
+    assert "for the base model with the same prompt" in phase.what_to_tell_the_client(results("a"))
