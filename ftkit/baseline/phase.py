@@ -107,6 +107,7 @@ def prompt_search(run, splits: dict, seed: int, progress: bool = True) -> Sectio
               "prompt tokens": r["mean_prompt_tokens"], "spec sha256": r["spec_sha256"][:12],
               "winner": "yes" if r["winner"] else ""} for r in rows]
     sec = Section(value=record).table(shown, caption=f"Candidate prompts on {len(sample)} validation examples")
+    sec.figures.append(("prompt_search", ps.plot_candidates(rows, metric)))
     return sec.add(ps.validation_size_finding(len(sample)), ps.winner_finding(rows, metric))
 
 
@@ -265,8 +266,11 @@ class BaselineResults(PhaseResults):
 
     def headline_row(self) -> dict:
         h = self.metrics["headline"]
-        return {"model": self.model["name"], "headline_metric": h["name"], "headline_value": h["value"],
-                "ci_low": h["ci_low"], "ci_high": h["ci_high"], "n_test": self.metrics["n"]}
+        row = {"model": self.model["name"], "headline_metric": h["name"], "headline_value": h["value"],
+               "ci_low": h["ci_low"], "ci_high": h["ci_high"], "n_test": self.metrics["n"]}
+        if self.prompt_search:  # the prompt the search chose (status table and the report's phase headline)
+            row["prompt"] = self.prompt_search["winner"]["name"]
+        return row
 
 
 def results(run, prompt: dict, gen, report, failure_rows: list, choice, search: dict | None = None,

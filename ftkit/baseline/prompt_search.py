@@ -287,6 +287,24 @@ def _generator(config, length_records: list[dict], progress: bool):
                                                 config.baseline.batch_size, progress=progress)
 
 
+def plot_candidates(rows: list[dict], metric: str):
+    """Bars of each candidate's validation score with its 95 % CI, the winner highlighted."""
+    import matplotlib.pyplot as plt  # no matplotlib.use(): the kernel's inline backend stays active
+
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(rows) + 2), 3.2))
+    values = [r[metric] for r in rows]
+    err = [[max(0.0, v - r["ci_low"]) for v, r in zip(values, rows)],
+           [max(0.0, r["ci_high"] - v) for v, r in zip(values, rows)]]
+    ax.bar(range(len(rows)), values, yerr=err, capsize=3,
+           color=["#2f6fde" if r["winner"] else "#9aa5b1" for r in rows])
+    ax.set_xticks(range(len(rows)), [r["candidate"] for r in rows], rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"{metric} on validation (95 % CI)")
+    ax.set_title("Candidate prompts (winner in blue)")
+    fig.tight_layout()
+    return fig
+
+
 # -- the rules -------------------------------------------------------------------------------------------------------
 
 def no_validation_finding():

@@ -291,3 +291,25 @@ def test_tell_client_names_the_best_prompt_only_when_there_are_two():
             judge=None, verdict=verdict, files={}, prompts=sides)
     assert "for the base model with its best prompt (3-shot)" in phase.what_to_tell_the_client(results("c"))
     assert "for the base model with the same prompt" in phase.what_to_tell_the_client(results("a"))
+
+
+def test_the_section_off_and_without_a_validation_split_falls_back_to_the_configured_prompt():
+    from types import SimpleNamespace
+
+    from ftkit.baseline import phase
+
+    splits = {"train": TRAIN, "validation": [], "test": VALIDATION, "scored": VALIDATION}
+    off = phase.prompt_search(SimpleNamespace(config=parse_config({})), splits, 0)
+    assert off.value is None and off.findings == [] and "Prompt search is off" in off.notes[0]
+    none = phase.prompt_search(SimpleNamespace(config=config()), splits, 0)
+    assert none.value is None and [f.code for f in none.findings] == ["baseline.prompt_search.no_validation"]
+
+
+def test_the_headline_names_the_chosen_prompt():
+    from ftkit.baseline import phase
+
+    kw = dict(model={"name": "m"}, prompt={"n_shots": 1}, generation={}, failure_examples=[], candidates=None,
+              files={}, metrics={"n": 12, "headline": {"name": "accuracy", "value": 0.5, "ci_low": 0.2, "ci_high": 0.8}})
+    assert "prompt" not in phase.BaselineResults(**kw).headline_row()
+    searched = phase.BaselineResults(**kw, prompt_search={"winner": {"name": "3-shot"}})
+    assert searched.headline_row()["prompt"] == "3-shot"
