@@ -77,8 +77,10 @@ def test_split(run, limit: int) -> Section:
 def prompt_search(run, splits: dict, seed: int, progress: bool = True) -> Section:
     """Candidate prompts scored on the validation split (ftkit.baseline.prompt_search); value: the search record
     (JSON-safe: candidates, scores with CIs, the winner and the served zero-shot prompt), None when off or when
-    there is no validation split. prompt_search.json written."""
+    there is no validation split. prompt_search.json and each candidate's answers
+    (prompt_search/candidate_<i>.jsonl, in candidate order) written."""
     from ftkit.baseline import prompt_search as ps
+    from ftkit.generation import write_predictions
 
     config = run.config
     settings = config.baseline.prompt_search
@@ -97,6 +99,9 @@ def prompt_search(run, splits: dict, seed: int, progress: bool = True) -> Sectio
     scored = ps.score(config, cands, sample, splits["train"] + splits["validation"], progress, seed)
     winner, rows = ps.choose(scored, seed=seed)
     metric = scored[0].report.headline_metric
+    for i, (s, row) in enumerate(zip(scored, rows)):  # every candidate's answers are evidence too
+        row["predictions"] = f"prompt_search/candidate_{i}.jsonl"
+        write_predictions(run.artefact(row["predictions"]), s.predictions)
     record = {"metric": metric, "n_validation": len(sample), "validation_ids": [str(r.get("id")) for r in sample],
               "rule": SEARCH_RULE, "candidates": [c.to_dict() for c in cands], "rows": rows,
               "winner": winner.candidate.to_dict(), "served": cands[0].to_dict()}

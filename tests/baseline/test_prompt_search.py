@@ -4,6 +4,7 @@ notebook, and the evaluation's two comparisons (fine-tuned under its own prompt 
 and the same-prompt view) with both prompts recorded and hashed."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -202,6 +203,10 @@ def test_the_search_applies_its_rule_on_a_real_run_and_records_every_candidate(s
     for cand in search["candidates"]:  # every shot comes from the train split, none from validation or test
         assert set(cand["shot_ids"]) <= train_ids and not set(cand["shot_ids"]) & held_out
     assert [len(c["shot_ids"]) for c in search["candidates"]] == [0, 1, 0]
+    for row in search["rows"]:  # each candidate's answers kept, on exactly the validation sample
+        answers = [json.loads(line) for line in (run_dir / row["predictions"]).read_text().splitlines()]
+        assert [a["id"] for a in answers] == search["validation_ids"]
+        assert row["prompts_sha256"] == hashlib.sha256("\n".join(a["prompt_sha256"] for a in answers).encode()).hexdigest()
     # The winner is the test-set baseline; every candidate and the served prompt are recorded and hashed.
     prompt = read_json(run_dir / "prompt.json")
     assert prompt["system_prompt"] == "" and prompt["replace_system"] and prompt["prompt_search"]["winner"] == "bare"
