@@ -94,6 +94,7 @@ def prompt_search(run, splits: dict, seed: int, progress: bool = True) -> Sectio
         path = run.engagement.path / settings.variants_file
         variants = ps.read_variants(path)
         run.record_input(path)
+    run.record_seed("prompt_search_sample", seed)  # the validation sample and the k-shot shots
     cands = ps.candidates(config, splits["train"], variants, settings.variants_file)
     sample = ps.validation_sample(splits["validation"], settings.max_examples, seed)
     scored = ps.score(config, cands, sample, splits["train"] + splits["validation"], progress, seed)
