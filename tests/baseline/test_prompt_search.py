@@ -318,3 +318,17 @@ def test_the_headline_names_the_chosen_prompt():
     assert "prompt" not in phase.BaselineResults(**kw).headline_row()
     searched = phase.BaselineResults(**kw, prompt_search={"winner": {"name": "3-shot"}})
     assert searched.headline_row()["prompt"] == "3-shot"
+
+
+def test_ftkit_run_refuses_a_bad_variants_file_before_any_phase_starts(make_engagement):
+    from ftkit import yamlio
+    from ftkit.runner import run_phases
+
+    engagement = make_engagement("variants", n=20)
+    settings = yamlio.safe_load(engagement.config_path.read_text())
+    settings["baseline"]["prompt_search"] = {"enabled": True, "variants_file": "variants.yaml"}
+    engagement.config_path.write_text(yamlio.dump(settings))
+    (engagement.path / "variants.yaml").write_text("- name: a\n  system_prompt: x\n  shots: many\n")
+    with pytest.raises(DataError, match=r"variants.yaml line 3: shots: expected a whole number"):
+        run_phases(engagement, ["suitability", "data_audit", "baseline"], progress=False)
+    assert engagement.latest_run_id("suitability") is None  # nothing ran
