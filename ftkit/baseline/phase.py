@@ -275,7 +275,7 @@ class BaselineResults(PhaseResults):
         row = {"model": self.model["name"], "headline_metric": h["name"], "headline_value": h["value"],
                "ci_low": h["ci_low"], "ci_high": h["ci_high"], "n_test": self.metrics["n"]}
         if self.prompt_search:  # the prompt the search chose (status table and the report's phase headline)
-            row["prompt"] = self.prompt_search["winner"]["name"]
+            row["best_prompt"] = self.prompt_search["winner"]["name"]
         return row
 
 

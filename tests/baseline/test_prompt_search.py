@@ -315,9 +315,9 @@ def test_the_headline_names_the_chosen_prompt():
 
     kw = dict(model={"name": "m"}, prompt={"n_shots": 1}, generation={}, failure_examples=[], candidates=None,
               files={}, metrics={"n": 12, "headline": {"name": "accuracy", "value": 0.5, "ci_low": 0.2, "ci_high": 0.8}})
-    assert "prompt" not in phase.BaselineResults(**kw).headline_row()
+    assert "best_prompt" not in phase.BaselineResults(**kw).headline_row()
     searched = phase.BaselineResults(**kw, prompt_search={"winner": {"name": "3-shot"}})
-    assert searched.headline_row()["prompt"] == "3-shot"
+    assert searched.headline_row()["best_prompt"] == "3-shot"
 
 
 def test_ftkit_run_refuses_a_bad_variants_file_before_any_phase_starts(make_engagement):
