@@ -139,6 +139,32 @@ class OpenAIBackendSettings:
 
 
 @dataclass
+class PromptSearchSettings:
+    enabled: bool = field(default=False, metadata=_help(
+        "Score candidate prompts on the VALIDATION split and use the best as the test-set baseline (off: the "
+        "one configured prompt). Costs one generation per candidate and validation example."))
+    max_examples: int = field(default=40, metadata=_help(
+        "Validation examples each candidate answers (a seeded sample, stratified by label; 0 = all)."))
+    k_shots: list[int] = field(default_factory=lambda: [1, 3], metadata=_help(
+        "Few-shot candidates: one per k, shots drawn seeded from the train split (stratified by label)."))
+    spell_out: bool = field(default=True, metadata=_help(
+        "Add a candidate that lists the allowed labels (classification) or the JSON schema/keys "
+        "(structured_output) after the system prompt."))
+    variants_file: str = field(default="", metadata=_help(
+        "Your own candidates: a YAML list of {name, system_prompt, shots} (relative to the engagement folder); "
+        "empty = none."))
+
+    def __post_init__(self):
+        if self.max_examples < 0:
+            raise ValueError(f"max_examples must be 0 (all) or more, got {self.max_examples}")
+        bad = [k for k in self.k_shots if not isinstance(k, int) or isinstance(k, bool) or k < 1]
+        if bad:
+            raise ValueError(f"k_shots must be whole numbers of at least 1, got {bad}")
+        self.k_shots = sorted(set(self.k_shots))
+        self.variants_file = (self.variants_file or "").strip()
+
+
+@dataclass
 class BaselineSettings:
     backend: str = field(default="local", metadata=_help(
         "local = transformers on this machine; openai = an OpenAI-compatible HTTP endpoint; vllm = vLLM on this "
@@ -154,6 +180,8 @@ class BaselineSettings:
         "ones."))
     openai: OpenAIBackendSettings = field(default_factory=OpenAIBackendSettings, metadata=_help(
         "Settings for the openai backend."))
+    prompt_search: PromptSearchSettings = field(default_factory=PromptSearchSettings, metadata=_help(
+        "Find the best prompt on the validation split; the winner becomes the test-set baseline."))
 
 
 @dataclass

@@ -22,6 +22,9 @@ class PromptSpec:
     system_prompt: str = ""
     shots: list[dict] = field(default_factory=list)  # [{"id", "messages": [user..., assistant]}]
     seed: int = 0
+    # Prompt-search candidates (ftkit.baseline.prompt_search) only; the defaults leave every prompt as it was.
+    instruction: str = ""  # appended (after a blank line) to the system prompt in effect, the record's own included
+    replace_system: bool = False  # system_prompt replaces the record's own system prompt too ("" = none at all)
 
     @property
     def shot_ids(self) -> list[str]:
@@ -100,9 +103,14 @@ def build_messages(record: dict, spec: PromptSpec) -> list[dict]:
     from ftkit.chat_plan import with_system
 
     context, _ = split_record(record)
+    if spec.replace_system:
+        context = [m for m in context if m.get("role") != "system"]
     system = with_system(context, spec.system_prompt)  # the record's own system prompt, else the engagement's
     messages = [{"role": "system", "content": m["content"]} for m in system
                 if m.get("role") == "system" and m.get("content")][:1]
+    if spec.instruction:
+        text = messages[0]["content"].rstrip() + "\n\n" + spec.instruction if messages else spec.instruction
+        messages = [{"role": "system", "content": text}]
     for shot in spec.shots:
         messages += [_plain(m) for m in shot["messages"]]
     return messages + [_plain(m) for m in context if m.get("role") != "system"]

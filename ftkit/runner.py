@@ -100,6 +100,16 @@ def check_upstream(engagement: Engagement, phase: Phase, planned: set[str] = fro
                               f"ftkit run {engagement.slug} --phase {name}")
 
 
+def check_prompt_variants(config, engagement) -> None:
+    """Read ``baseline.prompt_search.variants_file`` before any phase starts: a bad file is refused now with its
+    file, line and field (DataError), not after the earlier phases ran."""
+    search = config.baseline.prompt_search
+    if search.enabled and search.variants_file:
+        from ftkit.baseline.prompt_search import read_variants
+
+        read_variants(engagement.path / search.variants_file)
+
+
 def check_acceptance_metrics(config, source: Path) -> None:
     """Refuse acceptance criteria naming a metric the evaluation will not produce for this task type, before
     training spends an hour: a ConfigError lists each bad ``evaluation.acceptance[i].metric`` and the valid
@@ -128,6 +138,8 @@ def run_phases(engagement: Engagement, names: list[str] | None = None, overrides
         check_upstream(engagement, phase, planned=planned)
     if "evaluation" in planned:
         check_acceptance_metrics(config, engagement.config_path)
+    if "baseline" in planned:
+        check_prompt_variants(config, engagement)
     overrides = dict(overrides or {})
     per_phase = _split_overrides(engagement, phases, overrides)
     outcomes = []

@@ -83,16 +83,74 @@ def test_split(run, limit: int) -> Section:
     return sec.add(split_finding(len(splits["scored"]), len(splits["test"]), limit, subset.describe()))
 
 
-def the_prompt(run, splits: dict, n_shots: int, seed: int) -> Section:
-    """value: (PromptSpec, prompt.json dict); prompt.json written; one rendered prompt shown (PII masked)."""
+def prompt_search(run, splits: dict, seed: int, progress: bool = True) -> Section:
+    """Candidate prompts scored on the validation split (ftkit.baseline.prompt_search); value: the search record
+    (JSON-safe: candidates, scores with CIs, the winner and the served zero-shot prompt), None when off or when
+    there is no validation split. prompt_search.json and each candidate's answers
+    (prompt_search/candidate_<i>.jsonl, in candidate order) written."""
+    from ftkit.baseline import prompt_search as ps
+    from ftkit.generation import write_predictions
+
+    config = run.config
+    settings = config.baseline.prompt_search
+    if not settings.enabled:
+        return Section(notes=["Prompt search is off (baseline.prompt_search.enabled: false): the configured prompt "
+                              "(baseline.shots) is the baseline."])
+    if not splits["validation"]:
+        return Section().add(ps.no_validation_finding())
+    variants = []
+    if settings.variants_file:
+        path = run.engagement.path / settings.variants_file
+        variants = ps.read_variants(path)
+        run.record_input(path)
+    run.record_seed("prompt_search_sample", seed)  # the validation sample and the k-shot shots
+    cands = ps.candidates(config, splits["train"], variants, settings.variants_file)
+    sample = ps.validation_sample(splits["validation"], settings.max_examples, seed)
+    scored = ps.score(config, cands, sample, splits["train"] + splits["validation"], progress, seed)
+    winner, rows = ps.choose(scored, seed=seed)
+    metric = scored[0].report.headline_metric
+    for i, (s, row) in enumerate(zip(scored, rows)):  # every candidate's answers are evidence too
+        row["predictions"] = f"prompt_search/candidate_{i}.jsonl"
+        write_predictions(run.artefact(row["predictions"]), s.predictions)
+    record = {"metric": metric, "n_validation": len(sample), "validation_ids": [str(r.get("id")) for r in sample],
+              "rule": SEARCH_RULE, "candidates": [c.to_dict() for c in cands], "rows": rows,
+              "winner": winner.candidate.to_dict(), "served": cands[0].to_dict()}
+    run.write_json("prompt_search.json", record)
+    shown = [{"candidate": r["candidate"], "shots": r["shots"], metric: round(r[metric], 3),
+              "95% CI": f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
+              "vs zero-shot": f"{r['diff_to_zero_shot']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
+              "prompt tokens": r["mean_prompt_tokens"], "spec sha256": r["spec_sha256"][:12],
+              "winner": "yes" if r["winner"] else ""} for r in rows]
+    sec = Section(value=record).table(shown, caption=f"Candidate prompts on {len(sample)} validation examples")
+    sec.figures.append(("prompt_search", ps.plot_candidates(rows, metric)))
+    return sec.add(ps.validation_size_finding(len(sample)), ps.winner_finding(rows, metric))
+
+
+SEARCH_RULE = ("highest validation headline metric; ties to fewer mean prompt tokens, then to the earlier candidate "
+               "(zero-shot, spelled-out, k-shot, variants)")
+SERVED_PREDICTIONS = "predictions_served_prompt.jsonl"  # the base model under the fine-tuned model's prompt
+
+
+def the_prompt(run, splits: dict, n_shots: int, seed: int, search: dict | None = None) -> Section:
+    """value: (PromptSpec, prompt.json dict); prompt.json written; one rendered prompt shown (PII masked).
+
+    With a prompt search (``search``, the value of :func:`prompt_search`) the winner's spec is the prompt, and
+    prompt.json also records every candidate and the served (zero-shot) prompt the evaluation gives the
+    fine-tuned model."""
     from ftkit import models, prompting
 
     config = run.config
     bm = config.base_model
     tokenizer = models.load_tokenizer(models.base_model_source(bm)) \
         if config.baseline.backend == "local" else None
-    spec = prompting.make_spec(splits["train"], n_shots, config.task.system_prompt, seed=seed)
+    spec = prompting.PromptSpec(**search["winner"]["spec"]) if search else \
+        prompting.make_spec(splits["train"], n_shots, config.task.system_prompt, seed=seed)
     prompt = prompting.preview(config, spec, splits["scored"][0], tokenizer)
+    if search:
+        same = search["winner"]["spec_sha256"] == search["served"]["spec_sha256"]
+        prompt["prompt_search"] = {k: search[k] for k in ("metric", "n_validation", "rule", "rows", "candidates")}
+        prompt["prompt_search"]["winner"] = search["winner"]["name"]
+        prompt["served_prompt"] = {**search["served"], "predictions": "predictions.jsonl" if same else SERVED_PREDICTIONS}
     run.write_json("prompt.json", prompt)
     sec = Section(value=(spec, prompt), notes=[prompting.shown_prompt(prompt)])  # prompt.json keeps the exact text
     return sec.add(prompt_finding(spec.shot_ids, prompt["n_prompt_tokens"], prompt["chat_template_sha256"]))
@@ -127,6 +185,34 @@ def score(run, gen, seed: int) -> Section:
     sec = Section(value=report).table(report.table_rows())
     sec.figures.append(("metrics", plots.plot_metrics(report)))
     return sec.add(*findings.all_findings(report, gen.model["name"], gen.max_new_tokens))
+
+
+def served_prompt(run, splits: dict, search: dict | None, report, seed: int, progress: bool = True) -> Section:
+    """The base model under the fine-tuned model's prompt (the consultant's zero-shot one) on the same test
+    examples, when the prompt search picked another prompt: the evaluation's same-prompt view. value: None, or
+    {"name", "spec_sha256", "predictions", "metrics"}; predictions_served_prompt.jsonl written."""
+    from ftkit import generation, metrics
+    from ftkit.baseline import prompt_search as ps
+    from ftkit.prompting import PromptSpec
+
+    if not search or search["winner"]["spec_sha256"] == search["served"]["spec_sha256"]:
+        return Section(notes=["The baseline's prompt is the fine-tuned model's prompt: one test run serves both of "
+                              "the evaluation's views."])
+    served = search["served"]
+    gen = generation.generate_for_config(run.config, splits["scored"], PromptSpec(**served["spec"]),
+                                         splits["train"] + splits["validation"], progress=progress)
+    generation.write_predictions(run.artefact(SERVED_PREDICTIONS), gen.predictions)
+    other = metrics.evaluate(gen.predictions, run.config.task, seed=seed)
+    run.write_json("metrics_served_prompt.json", other.to_dict())
+    m = report.headline_metric
+    rows = [{"prompt": f"{name} ({role})", m: round(r.value(m), 3), "95% CI": f"{r.cis[m][0]:.3f}-{r.cis[m][1]:.3f}"}
+            for name, role, r in ((search["winner"]["name"], "the baseline", report),
+                                  (served["name"], "the fine-tuned model's prompt", other))]
+    value = {"name": served["name"], "spec_sha256": served["spec_sha256"], "predictions": SERVED_PREDICTIONS,
+             "metrics": other.to_dict()}
+    sec = Section(value=value).table(rows, caption=f"Test examples under both prompts ({len(gen.predictions)})")
+    return sec.add(ps.served_check_finding(report.value(m), other.value(m), m, len(gen.predictions),
+                                         search["winner"]["name"]))
 
 
 def failures(report, gen) -> Section:
@@ -170,7 +256,7 @@ class BaselineResults(PhaseResults):
     """What the baseline hands to the evaluation and the report (results.json ``results``)."""
 
     PHASE = "baseline"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: prompt_search
 
     model: dict = described("the base model as described (name, kind, parameters, revision, is_tiny_random)")
     prompt: dict = described("n_shots, shot_ids, system_prompt, chat_template_sha256 (prompt.json has the text)")
@@ -181,6 +267,11 @@ class BaselineResults(PhaseResults):
     failure_examples: list = described("the lowest-scoring answers with their references")
     candidates: dict | None = described("candidate comparison and recommendation; None when none were scored")
     files: dict = described("artefacts of this run, relative to the run folder")
+    prompt_search: dict | None = described(
+        "baseline.prompt_search: metric, n_validation, rule, rows (each candidate's validation score, 95 % CI, paired "
+        "difference to zero-shot, spec and prompt hashes), winner, served (the fine-tuned model's prompt) and test "
+        "(the base model under the served prompt on the test examples; None when the winner is that prompt); "
+        "None when off", "metric units", default=None)
 
     @property
     def headline_metric(self) -> str:
@@ -192,13 +283,21 @@ class BaselineResults(PhaseResults):
 
     def headline_row(self) -> dict:
         h = self.metrics["headline"]
-        return {"model": self.model["name"], "headline_metric": h["name"], "headline_value": h["value"],
-                "ci_low": h["ci_low"], "ci_high": h["ci_high"], "n_test": self.metrics["n"]}
+        row = {"model": self.model["name"], "headline_metric": h["name"], "headline_value": h["value"],
+               "ci_low": h["ci_low"], "ci_high": h["ci_high"], "n_test": self.metrics["n"]}
+        if self.prompt_search:  # the prompt the search chose (status table and the report's phase headline)
+            row["best_prompt"] = self.prompt_search["winner"]["name"]
+        return row
 
 
-def results(run, prompt: dict, gen, report, failure_rows: list, choice) -> BaselineResults:
+def results(run, prompt: dict, gen, report, failure_rows: list, choice, search: dict | None = None,
+            served: dict | None = None) -> BaselineResults:
     config = run.config
-    return BaselineResults(
+    files = {"prompt_search": "prompt_search.json"} if search else {}
+    files.update({"served_prompt_predictions": SERVED_PREDICTIONS} if served else {})
+    searched = {**{k: v for k, v in search.items() if k not in ("candidates", "validation_ids")}, "test": served} \
+        if search else None
+    return BaselineResults(prompt_search=searched,
         model={k: v for k, v in gen.model.items() if k != "files"},
         prompt={k: prompt[k] for k in ("n_shots", "shot_ids", "system_prompt", "chat_template_sha256")},
         generation={"backend": config.baseline.backend, "max_new_tokens": gen.max_new_tokens,
@@ -207,7 +306,7 @@ def results(run, prompt: dict, gen, report, failure_rows: list, choice) -> Basel
                     "subset": gen.extra.get("subset")},
         metrics=report.to_dict(), failure_examples=failure_rows, candidates=choice,
         files={"predictions": "predictions.jsonl", "prompt": "prompt.json", "metrics": "metrics.json",
-               "per_example_scores": "per_example_scores.json"})
+               "per_example_scores": "per_example_scores.json", **files})
 
 
 def summary(report, r: BaselineResults) -> str:

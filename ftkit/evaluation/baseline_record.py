@@ -6,6 +6,12 @@ Nothing is re-derived from engagement.yaml: the examples are the ids of the base
 tokenizer must hash exactly like the baseline's (``prompt_sha256`` per prediction); any difference (another
 chat template, edited system prompt, changed split) stops the phase with the ids that differ, because a
 comparison on different prompts would not be paired any more.
+
+With ``baseline.prompt_search`` the baseline's prompt is the best one found on validation, and the fine-tuned
+model answers under the prompt it was trained and will be served with (prompt.json ``served_prompt``: the
+consultant's zero-shot prompt). ``served_spec`` / ``served_predictions`` are that prompt and the base model's
+answers under it (the baseline's own when the winner is that prompt): the fine-tuned prompts are verified against
+their hashes, and they are the evaluation's same-prompt view. Without a search both are the baseline's.
 """
 from __future__ import annotations
 
@@ -27,6 +33,12 @@ class BaselineRecord:
     max_new_tokens: int
     batch_size: int
     backend: str
+    served_spec: object = None  # the fine-tuned model's PromptSpec; None = ``spec``
+    served_predictions: list | None = None  # the base model under ``served_spec``; None = ``predictions``
+
+    def __post_init__(self):
+        self.served_spec = self.spec if self.served_spec is None else self.served_spec
+        self.served_predictions = self.predictions if self.served_predictions is None else self.served_predictions
 
     @property
     def headline_metric(self) -> str:
@@ -35,6 +47,26 @@ class BaselineRecord:
     @property
     def model_id(self) -> str:
         return str(self.results.model.get("name", ""))
+
+    @property
+    def two_prompts(self) -> bool:
+        """True when the baseline's (best) prompt is not the fine-tuned model's: the evaluation has two views."""
+        return self.served_predictions is not self.predictions
+
+    def prompt_record(self, served: bool = False) -> dict:
+        """One side's prompt as results.json records it: name, shots, system prompt, spec hash and the sha256
+        over its per-example prompt hashes (``served``: the fine-tuned model's side)."""
+        import hashlib
+
+        from ftkit.baseline.prompt_search import spec_sha256
+
+        spec, preds = (self.served_spec, self.served_predictions) if served else (self.spec, self.predictions)
+        search, sp = self.prompt.get("prompt_search") or {}, self.prompt.get("served_prompt") or {}
+        name = (sp.get("name") if served else search.get("winner")) or f"{len(spec.shots)}-shot (baseline.shots)"
+        return {"name": name, "n_shots": len(spec.shots), "shot_ids": spec.shot_ids,
+                "system_prompt": spec.system_prompt, "spec_sha256": spec_sha256(spec),
+                # = evaluation.iterations.prompts_fingerprint (which imports this module, so not imported here)
+                "prompts_sha256": hashlib.sha256("\n".join(p.prompt_sha256 for p in preds).encode("utf-8")).hexdigest()}
 
 
 def load_baseline(run) -> BaselineRecord:
@@ -59,14 +91,34 @@ def load_baseline(run) -> BaselineRecord:
                           f"scored ({subset.get('n')} of {subset.get('of')}): the run folder was edited. Re-run the "
                           f"baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
-                      seed=prompt.get("seed", 0))
+                      seed=prompt.get("seed", 0), instruction=prompt.get("instruction", ""),
+                      replace_system=bool(prompt.get("replace_system", False)))
+    served_spec, served_preds = _served(run, prompt, predictions)
     return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,
                          [by_id[p.id] for p in predictions], spec, int(gen.get("max_new_tokens") or 0),
-                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"))
+                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"), served_spec, served_preds)
+
+
+def _served(run, prompt: dict, predictions: list) -> tuple:
+    """(served spec, the base model's predictions under it) from prompt.json's ``served_prompt``; (None, None)
+    when the baseline's prompt is the served one (no search, or the zero-shot prompt won)."""
+    from ftkit.generation import read_predictions
+    from ftkit.prompting import PromptSpec
+
+    served = prompt.get("served_prompt")
+    if not served or served.get("predictions", "predictions.jsonl") == "predictions.jsonl":
+        return (PromptSpec(**served["spec"]), None) if served else (None, None)
+    preds = read_predictions(run.upstream_file("baseline", served["predictions"]))
+    if [p.id for p in preds] != [p.id for p in predictions]:
+        raise PhaseFailed(f"The baseline's {served['predictions']} does not answer the same test examples, in the same "
+                          f"order, as its predictions.jsonl. Re-run the baseline (`ftkit run {run.engagement.slug} "
+                          f"--phase baseline`) first.")
+    return PromptSpec(**served["spec"]), preds
 
 
 def prompts_for(baseline: BaselineRecord, tokenizer) -> list:
-    """The fine-tuned model's prompts, verified against the baseline's hashes; PhaseFailed naming the ids.
+    """The fine-tuned model's prompts (``served_spec``), verified against the hashes of the base model's answers
+    under the same prompt (``served_predictions``); PhaseFailed naming the ids.
 
     For a local baseline the hash is over the text rendered by the chat template, so this also proves the
     fine-tuned tokenizer carries the same template. For an HTTP baseline it is over the messages.
@@ -75,9 +127,9 @@ def prompts_for(baseline: BaselineRecord, tokenizer) -> list:
     from ftkit.prompting import build_prompts
 
     local = baseline.backend in RENDERED_BACKENDS  # local and vllm hash the rendered text
-    rendered = build_prompts(baseline.records, baseline.spec, tokenizer)
-    hashed = rendered if local else build_prompts(baseline.records, baseline.spec, None)
-    differ = [p.id for p, h in zip(baseline.predictions, hashed) if h.sha256 != p.prompt_sha256]
+    rendered = build_prompts(baseline.records, baseline.served_spec, tokenizer)  # the fine-tuned model's prompt
+    hashed = rendered if local else build_prompts(baseline.records, baseline.served_spec, None)
+    differ = [p.id for p, h in zip(baseline.served_predictions, hashed) if h.sha256 != p.prompt_sha256]
     if differ:
         template_note = ""
         if local and baseline.prompt.get("chat_template_sha256"):

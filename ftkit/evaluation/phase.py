@@ -38,6 +38,26 @@ def same_prompts_finding(n_prompts: int, chat_template_sha256: str):
                    f"sha256 {chat_template_sha256[:12] or 'n/a'}), so the comparison is paired.")
 
 
+def best_prompt_finding(baseline_prompt: dict, fine_tuned_prompt: dict):
+    """Which prompt each side of the primary comparison answered under (None when they are the same prompt)."""
+    if baseline_prompt["spec_sha256"] == fine_tuned_prompt["spec_sha256"]:
+        return None
+    return finding("info", "evaluation.best_prompt",
+                   f"Primary comparison: the fine-tuned model under its own prompt ({fine_tuned_prompt['name']}, "
+                   f"{fine_tuned_prompt['n_shots']} shots, prompts sha256 {fine_tuned_prompt['prompts_sha256'][:12]}) "
+                   f"against the base model under its best prompt found on validation ({baseline_prompt['name']}, "
+                   f"{baseline_prompt['n_shots']} shots, prompts sha256 {baseline_prompt['prompts_sha256'][:12]}), "
+                   f"paired by test example. The same-prompt comparison is the second view below.")
+
+
+def same_prompt_view_finding(row: dict, metric: str, baseline_prompt: str):
+    """The second view's headline: the fine-tuned model against the base model under the same prompt."""
+    return finding("info", "evaluation.same_prompt_view",
+                   f"Same prompt ({baseline_prompt}) for both: {metric} {row['baseline']:.3f} -> {row['fine_tuned']:.3f} "
+                   f"({row['diff']:+.3f}, paired 95 % CI {row['diff_ci'][0]:+.3f} to {row['diff_ci'][1]:+.3f}). "
+                   f"The verdict reads the primary comparison (against the base model's best prompt).")
+
+
 def metric_drift_finding(recorded: float | None, rescored: float, metric: str):
     """A warning when re-scoring the baseline's own predictions no longer gives the value it recorded."""
     if recorded is None or abs(recorded - rescored) <= METRIC_DRIFT_TOLERANCE:
@@ -201,11 +221,20 @@ def what_is_compared(run) -> Section:
         {"what": "fine-tuned model", "value": f"training run {current.run_id} (iteration {current.number} of "
                                               f"{len(all_iterations)}), {ft.kind}, tokenizer from {ft.description['tokenizer_from']}"},
         {"what": "test examples", "value": len(baseline.records)},
-        {"what": "prompt", "value": f"{len(baseline.spec.shots)}-shot, system prompt {len(baseline.spec.system_prompt)} characters"},
+        *_prompt_rows(baseline),
         {"what": "generation", "value": f"greedy, max_new_tokens = {baseline.max_new_tokens}, batch size {baseline.batch_size}"},
         {"what": "headline metric", "value": c.headline_metric},
     ]
     return Section(value=c).table(rows).add(tiny_model_finding(bool(baseline.results.model.get("is_tiny_random"))))
+
+
+def _prompt_rows(baseline) -> list[dict]:
+    rows = []
+    for who, served in (("base model's prompt", False), ("fine-tuned model's prompt", True)):
+        p = baseline.prompt_record(served)
+        rows.append({"what": who, "value": f"{p['name']}: {p['n_shots']}-shot, system prompt {len(p['system_prompt'])} "
+                                           f"characters, prompts sha256 {p['prompts_sha256'][:12]}"})
+    return rows if baseline.two_prompts else [{"what": "prompt", "value": rows[0]["value"]}]
 
 
 def same_prompts(c: Compared) -> Section:
@@ -214,10 +243,11 @@ def same_prompts(c: Compared) -> Section:
     from ftkit.evaluation.presentation import prompt_mismatch_finding
 
     prompts = baseline_record.prompts_for(c.baseline, c.ft.tokenizer)
-    fingerprint = iterations.prompts_fingerprint(c.baseline.predictions)
+    fingerprint = iterations.prompts_fingerprint(c.baseline.served_predictions)  # the fine-tuned model's prompts
     return Section(value=(prompts, fingerprint)).add(
         same_prompts_finding(len(prompts), c.baseline.prompt.get("chat_template_sha256", "")),
-        prompt_mismatch_finding(len(c.baseline.spec.shots)))
+        prompt_mismatch_finding(len(c.baseline.served_spec.shots)),
+        best_prompt_finding(c.baseline.prompt_record(False), c.baseline.prompt_record(True)))
 
 
 def vllm_engine(run, c: Compared):
@@ -270,6 +300,27 @@ def metrics_comparison(c: Compared, new_preds: list, config) -> Section:
     sec.figures.append(("baseline_vs_fine_tuned", presentation.plot_comparison(rows, quality)))
     return sec.add(metric_drift_finding(c.baseline.results.headline_value, rows[m]["baseline"], m),
                    presentation.comparison_finding(rows, m, len(new_preds), ev.n_bootstrap))
+
+
+def same_prompt_view(c: Compared, new_preds: list, config) -> Section:
+    """The second view: the fine-tuned model against the base model under the SAME prompt (the fine-tuned model's,
+    answered by the baseline phase), paired by test example. value: None when the baseline's best prompt is that
+    prompt (the primary comparison already is the same-prompt one), else {"prompt", "metrics": name -> row}."""
+    from ftkit import metrics
+    from ftkit.evaluation import presentation
+
+    if not c.baseline.two_prompts:
+        return Section(notes=["The base model's prompt is the fine-tuned model's prompt: the comparison above already "
+                              "is the same-prompt comparison."])
+    ev = config.evaluation
+    old_report = metrics.evaluate(c.baseline.served_predictions, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+    new_report = metrics.evaluate(new_preds, config.task, n_boot=ev.n_bootstrap, seed=ev.seed)
+    rows = presentation.metric_table(new_report, old_report, n_boot=ev.n_bootstrap, seed=ev.seed)
+    prompt = c.baseline.prompt_record(True)
+    sec = Section(value={"prompt": prompt, "metrics": rows})
+    sec.table(presentation.table_rows(rows, ev.n_bootstrap),
+              caption=f"Second view: both models under the fine-tuned model's prompt ({prompt['name']}), 95 % CIs")
+    return sec.add(same_prompt_view_finding(rows[c.headline_metric], c.headline_metric, prompt["name"]))
 
 
 def regressions(c: Compared, s: Scored, n_answers: int, config) -> Section:
@@ -503,7 +554,7 @@ class EvaluationResults(PhaseResults):
     """What the evaluation phase hands to the deployment plan and the report (results.json ``results``)."""
 
     PHASE = "evaluation"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: prompts, same_prompt
 
     training_run: str = described("run id of the training run evaluated")
     iteration: int = described("its iteration number (1 = first succeeded training run)")
@@ -526,6 +577,12 @@ class EvaluationResults(PhaseResults):
     slices: dict | None = described("error analysis (slices.json): headline metric by slice with BH-adjusted tests, "
                                     "per-label P/R/F1, top confusions, per-field accuracy, decision CIs; None before "
                                     "it existed", "metric units; CIs 95 %", default=None)
+    prompts: dict = described("each side's prompt: baseline (the base model's, its best with baseline.prompt_search) "
+                              "and fine_tuned (trained and served with): name, n_shots, system_prompt, spec_sha256, "
+                              "prompts_sha256", default_factory=dict)
+    same_prompt: dict | None = described("second view: both models under the fine-tuned model's prompt (prompt, "
+                                         "metrics: name -> paired row); None when the baseline used that prompt",
+                                         "metric units; CIs 95 %", default=None)
 
     @property
     def headline_metric(self) -> str:
@@ -557,9 +614,11 @@ def _headline_metric_of(r: EvaluationResults) -> str:
 
 def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs: dict, examples: list,
             stops: dict, forget, health: dict, iteration_rows: list, ab: dict, decision,
-            slices: dict | None = None) -> EvaluationResults:
+            slices: dict | None = None, same_prompt: dict | None = None) -> EvaluationResults:
     baseline = c.baseline
     return EvaluationResults(
+        prompts={"baseline": baseline.prompt_record(False), "fine_tuned": baseline.prompt_record(True)},
+        same_prompt=same_prompt,
         training_run=c.current.run_id, iteration=c.current.number, baseline_run=baseline.run_id,
         prompts_sha256=fingerprint, generation={"max_new_tokens": baseline.max_new_tokens, "batch_size": baseline.batch_size,
                                                 "decoding": "greedy"},
@@ -581,8 +640,11 @@ def what_to_tell_the_client(r: EvaluationResults) -> str:
     from ftkit.evaluation import presentation
     from ftkit.evaluation.verdict import Verdict
 
+    sides = r.prompts or {}
+    two = sides and sides["baseline"]["spec_sha256"] != sides["fine_tuned"]["spec_sha256"]
     return presentation.tell_client(Verdict(**r.verdict), r.metrics, _headline_metric_of(r), r.n_test, r.forgetting,
-                              r.stops["fine_tuned"])
+                              r.stops["fine_tuned"], f"its best prompt ({sides['baseline']['name']})" if two else
+                              "the same prompt")
 
 
 def next_steps(r: EvaluationResults) -> list[str]:

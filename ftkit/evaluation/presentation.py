@@ -119,11 +119,13 @@ def comparison_finding(rows: dict[str, dict], headline: str, n: int, n_boot: int
             "A bigger test set narrows the interval; better training data moves the number.")
 
 
-def tell_client(v, rows: dict[str, dict], headline: str, n: int, forgetting: dict | None, runaway: dict | None) -> str:
-    """What to tell the client, from the verdict and the numbers."""
+def tell_client(v, rows: dict[str, dict], headline: str, n: int, forgetting: dict | None, runaway: dict | None,
+                baseline_prompt: str = "the same prompt") -> str:
+    """What to tell the client, from the verdict and the numbers (``baseline_prompt``: which prompt the base
+    model answered under, e.g. "its best prompt (3-shot)")."""
     r = rows[headline]
     base = (f"On {n} held-out test examples the fine-tuned model scores {r['fine_tuned']:.1%} {headline.replace('_', ' ')} "
-            f"against {r['baseline']:.1%} for the base model with the same prompt")
+            f"against {r['baseline']:.1%} for the base model with {baseline_prompt}")
     better = r["diff"] * (1 if r["higher_is_better"] is not False else -1) > 0
     sig = (" (not a significant difference)." if not r["significant"] else
            " (a statistically significant gain)." if better else " (significantly worse).")
