@@ -54,7 +54,9 @@ def user_input(messages: list[dict]) -> str:
 
 
 def length_band(text: str) -> str:
-    """>>> length_band("hello")
+    """The input's length band (LENGTH_BANDS).
+
+    >>> length_band("hello")
     'short (< 200 chars)'
     """
     return next(name for limit, name in LENGTH_BANDS if limit is None or len(text) < limit)
