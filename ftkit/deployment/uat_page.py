@@ -200,8 +200,8 @@ function feedbackForm(requestId, answer) {
   const form = document.createElement("div");
   form.className = "feedback";
   let rating = "";
-  const up = button("\ud83d\udc4d Good answer", "thumb-up");
-  const down = button("\ud83d\udc4e Wrong or poor", "thumb-down");
+  const up = button("\u2713 Good answer", "thumb-up");
+  const down = button("\u2717 Wrong or poor", "thumb-down");
   for (const [b, value] of [[up, "up"], [down, "down"]]) {
     b.setAttribute("aria-pressed", "false");
     b.onclick = () => {
