@@ -256,3 +256,36 @@ def test_sixteen_clients_every_request_answered_or_429_and_logged_once(tiny_chat
     assert not notes and sorted(e["request_id"] for e in events) == sorted(ids)  # each exactly once
     by_id = {e["request_id"]: e["tester"] for e in events}
     assert all(by_id[rid] == f"t{i}" for (i, _), rid in zip(answered, ids))
+
+
+def test_a_closed_stream_stops_generation_and_is_logged_as_cancelled(uat):
+    """The tester closes the tab mid-answer: generation ends within a few tokens (the model is free for the next
+    request) and the log keeps what was generated, marked cancelled."""
+    import socket
+    import time
+
+    for seed in range(10):  # a seed whose whole answer runs to max_tokens: only a cancel can end it early
+        settings = {"model": "tiny-ft", "messages": USER, "max_tokens": 250, "temperature": 1.5, "seed": seed}
+        _, whole, _ = call(uat, "POST", "/v1/chat/completions", settings, uat.tokens["dana"])
+        if whole["choices"][0]["finish_reason"] == "length":
+            break
+    else:
+        pytest.skip("the tiny model stopped early for every seed tried")
+    url = urlparse(uat.base_url)
+    body = json.dumps({**settings, "stream": True}).encode()
+    sock = socket.create_connection((url.hostname, url.port), timeout=60)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + uat.tokens["dana"].encode() + b"\r\nContent-Length: " +
+                 str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert b"200" in sock.recv(4096).split(b"\r\n", 1)[0]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+    sock.close()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        events, _ = read_lines(uat.folder / "requests.jsonl")
+        cancelled = [e for e in events if e["finish_reason"] == "cancelled"]
+        if cancelled:
+            break
+        time.sleep(0.2)
+    assert cancelled and cancelled[-1]["completion_tokens"] < 250 and cancelled[-1]["tester"] == "dana"
+    assert chat(uat, uat.tokens["dana"])[0] == 200  # the model lock was released
