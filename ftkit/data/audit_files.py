@@ -153,6 +153,8 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
     if opts.scan_pii:  # one batch scan over the chunk's distinct texts (the system prompt once, not per record)
         texts = list(dict.fromkeys(m["content"] for _, _, ex in rows if ex is not None and not ex.fatal
                                    for m in ex.messages))
+        texts += list(dict.fromkeys(v for _, _, ex in rows if ex is not None and not ex.fatal
+                                    for v in ex.fields.values() if isinstance(v, str)))
         hits_of = dict(zip(texts, find_pii_many(texts)))
     for item, problem, ex in rows:
         if problem:
@@ -185,6 +187,7 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
         record = {"id": ex.id or f"{ctx.source}:{m['line']}", "messages": ex.messages}
         if m["label"] is not None:
             record["label"] = m["label"]
+        _add_carried(record, ex, ctx.file, m["line"], hits_of)
         lines.append(_to_json(record))
         if opts.redact_pii:
             redacted.append(_to_json(_redacted(record)) if m["pii"] else lines[-1])
@@ -202,6 +205,20 @@ _to_json = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 def _blob(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def _add_carried(record: dict, ex, file: str, line: int, hits_of: dict) -> None:
+    """What a split record carries beside its content (the contract in docs/internals.md, "Split records"):
+    ``origin`` {file, line} in the delivered data, ``fields`` (extra scalar values for slices; a text value
+    with PII in it is not carried), ``source`` and ``provenance`` when the record has them."""
+    record["origin"] = {"file": file, "line": line}
+    fields = {k: v for k, v in ex.fields.items() if not (isinstance(v, str) and hits_of.get(v))}
+    if fields:
+        record["fields"] = fields
+    if ex.source is not None:
+        record["source"] = ex.source
+    if ex.provenance is not None:
+        record["provenance"] = ex.provenance
 
 
 def _redacted(record: dict) -> dict:
@@ -278,7 +295,8 @@ def _chunks(items: Iterable[RawItem], size: int) -> Iterable[list[RawItem]]:
 
 def _peek_format(path: Path, items: list[RawItem], opts: AuditOptions, container: str,
                  dialect: str = "") -> tuple[str, NormaliseContext]:
-    ctx = NormaliseContext(columns=dict(opts.columns), system_prompt=opts.system_prompt, source=path.stem)
+    ctx = NormaliseContext(columns=dict(opts.columns), system_prompt=opts.system_prompt, source=path.stem,
+                           file=path.name)
     if container in TABULAR_CONTAINERS:
         header = list(next((i.data for i in items if isinstance(i.data, dict)), {}) or [])
         ctx.columns = guess_csv_columns(header, {k: v for k, v in opts.columns.items() if v})

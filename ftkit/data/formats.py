@@ -21,6 +21,11 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
                   "bing": "assistant", "chatgpt": "assistant", "bard": "assistant", "observation": "tool",
                   "tool": "tool", "function_call": "assistant"}
 CHAT_RECORD_KEYS = {"messages", "tools", "functions", "parallel_tool_calls", "id", "label", "metadata"}
+# Provenance keys any format may carry (written by `ftkit augment` and `ftkit data from-uat`): ``source`` names
+# where a record came from ("synthetic", "uat"; absent = the client's own), ``provenance`` says who made it and how.
+PROVENANCE_KEYS = ("source", "provenance")
+MAX_SOURCE_CHARS = 40
+MAX_FIELD_CHARS = 80  # longer text in an extra key is content, not a slice value (a channel, a language, a region)
 _PLAIN_ROLES = frozenset(CHAT_ROLES)
 MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "weight", "refusal"}
 PROMPT_KEYS = ("prompt", "question", "input", "query", "text")
@@ -35,6 +40,7 @@ class NormaliseContext:
     columns: dict = field(default_factory=dict)  # {"prompt": name, "completion": name, "system": name}
     system_prompt: str = ""  # added to formats without their own system message (prompt/completion, CSV)
     source: str = ""  # file stem, for ids of records that have none ("<stem>:<line>")
+    file: str = ""  # the data file's name, for each record's origin (file, line)
 
 
 @dataclass
@@ -44,6 +50,11 @@ class Example:
     id: str | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)  # (check code, message)
     fatal: bool = False  # a structural error: the messages are not usable
+    # Extra scalar values the record carries beside its content (CSV columns, JSON keys such as channel or
+    # language, a ``metadata`` object's scalars): never trained on; the evaluation slices by them.
+    fields: dict = field(default_factory=dict)
+    source: str | None = None  # PROVENANCE_KEYS: "synthetic", "uat", ... (None = the client's own record)
+    provenance: dict | None = None
 
     def problem(self, code: str, message: str, fatal: bool = False) -> None:
         self.problems.append((code, message))
@@ -123,8 +134,8 @@ def _normalise_chat(obj: dict, ctx: NormaliseContext, ex: Example) -> None:
         ex.problem("record.bad_type", "'messages' must be a non-empty list of messages", fatal=True)
         return
     for key in obj:
-        if key not in CHAT_RECORD_KEYS:
-            ex.problem("record.unknown_key", f"unknown key '{key}' (ignored)")
+        if key not in CHAT_RECORD_KEYS and key not in PROVENANCE_KEYS:
+            ex.problem("record.unknown_key", f"unknown key '{key}' (not trained on)")
     for i, msg in enumerate(messages, 1):
         out = _normalise_message(msg, i, ex)
         if out is not None:
@@ -149,7 +160,7 @@ def _normalise_message(msg: Any, i: int, ex: Example) -> dict | None:
         return None
     for key in msg:
         if key not in MESSAGE_KEYS:
-            ex.problem("message.unknown_key", f"{where} ({role}) has unknown key '{key}' (ignored)")
+            ex.problem("message.unknown_key", f"{where} ({role}) has unknown key '{key}' (not trained on)")
     out: dict = {"role": role}
     calls = msg.get("tool_calls") or None
     if calls is not None and role == "assistant":
@@ -188,8 +199,8 @@ def _normalise_sharegpt(obj: dict, ctx: NormaliseContext, ex: Example) -> None:
                    "'conversations' must be a non-empty list of {from, value} turns", fatal=True)
         return
     for key in obj:
-        if key not in ("conversations", "id", "system", "tools", "label"):
-            ex.problem("record.unknown_key", f"unknown key '{key}' (ignored)")
+        if key not in ("conversations", "id", "system", "tools", "label", *PROVENANCE_KEYS):
+            ex.problem("record.unknown_key", f"unknown key '{key}' (not trained on)")
     if isinstance(obj.get("system"), str) and obj["system"]:
         ex.messages.append({"role": "system", "content": obj["system"]})
     for i, turn in enumerate(turns, 1):
@@ -221,8 +232,8 @@ def _normalise_alpaca(obj: dict, ctx: NormaliseContext, ex: Example) -> None:
     if ex.fatal:
         return
     for key in obj:
-        if key not in ("instruction", "input", "output", "system", "history", "id", "label"):
-            ex.problem("record.unknown_key", f"unknown key '{key}' (ignored)")
+        if key not in ("instruction", "input", "output", "system", "history", "id", "label", *PROVENANCE_KEYS):
+            ex.problem("record.unknown_key", f"unknown key '{key}' (not trained on)")
     if isinstance(obj.get("system"), str) and obj["system"]:
         ex.messages.append({"role": "system", "content": obj["system"]})
     elif ctx.system_prompt:
@@ -257,8 +268,8 @@ def _normalise_prompt_completion(obj: dict, ctx: NormaliseContext, ex: Example) 
         return
     prompt, completion = obj[pkey], obj[ckey]
     for key in obj:
-        if key not in (pkey, ckey, "id", "system", "metadata"):
-            ex.problem("record.unknown_key", f"unknown key '{key}' (ignored)")
+        if key not in (pkey, ckey, "id", "system", "metadata", *PROVENANCE_KEYS):
+            ex.problem("record.unknown_key", f"unknown key '{key}' (not trained on)")
     system = obj.get("system") if isinstance(obj.get("system"), str) else ctx.system_prompt
     if isinstance(prompt, list) and isinstance(completion, list):  # TRL's conversational prompt/completion
         for i, msg in enumerate(prompt + completion, 1):
@@ -350,4 +361,67 @@ def normalise(fmt: Format, obj: Any, ctx: NormaliseContext) -> Example:
     fmt.normalise(obj, ctx, ex)
     if ex.id is None and isinstance(obj.get("id"), (str, int)):
         ex.id = str(obj["id"])
+    if not ex.fatal:
+        _carry_extras(fmt, obj, ctx, ex)
     return ex
+
+
+# Keys each format reads as content (everything else scalar is an extra field). prompt_completion's depend on
+# the record: the prompt and completion keys it picked.
+_CONTENT_KEYS = {
+    "chat": set(CHAT_RECORD_KEYS),
+    "sharegpt": {"conversations", "id", "system", "tools", "label"},
+    "alpaca": {"instruction", "input", "output", "system", "history", "id", "label"},
+}
+
+
+def _content_keys(fmt: Format, obj: dict, ctx: NormaliseContext) -> set:
+    if fmt.name == "csv":
+        return {c for c in ctx.columns.values() if c} | {"id"}
+    if fmt.name == "prompt_completion":
+        pkey = _pick(obj, PROMPT_KEYS)
+        return {pkey, _pick(obj, COMPLETION_KEYS, exclude=pkey or ""), "id", "system", "metadata"}
+    return _CONTENT_KEYS.get(fmt.name, set())
+
+
+def _scalar(value: Any) -> Any:
+    """A slice value: a short string (stripped), a number or a bool; None for anything else."""
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and value == value):
+        return value
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_FIELD_CHARS and "\n" not in value:
+        return value.strip()
+    return None
+
+
+def extra_fields(obj: dict, content_keys: set) -> dict:
+    """The record's extra scalar values: its ``metadata`` object's scalars, then its other keys (which win).
+
+    >>> extra_fields({"prompt": "p", "completion": "c", "channel": "email", "metadata": {"lang": "de"}},
+    ...              {"prompt", "completion", "metadata"})
+    {'lang': 'de', 'channel': 'email'}
+    """
+    out: dict = {}
+    meta = obj.get("metadata")
+    for source in ((meta if isinstance(meta, dict) else {}), obj):
+        for key, value in source.items():
+            if source is obj and (key in content_keys or key in PROVENANCE_KEYS):
+                continue
+            if isinstance(key, str) and key and (v := _scalar(value)) is not None:
+                out[key] = v
+    return out
+
+
+def _carry_extras(fmt: Format, obj: dict, ctx: NormaliseContext, ex: Example) -> None:
+    ex.fields = extra_fields(obj, _content_keys(fmt, obj, ctx))
+    source, provenance = obj.get("source"), obj.get("provenance")
+    if source is not None:
+        if isinstance(source, str) and source.strip() and len(source) <= MAX_SOURCE_CHARS:
+            ex.source = source.strip()
+        else:
+            ex.problem("record.bad_type", f"'source' must be a short name such as \"synthetic\" or \"uat\" "
+                       f"(at most {MAX_SOURCE_CHARS} characters), not {type(source).__name__}")
+    if provenance is not None:
+        if isinstance(provenance, dict):
+            ex.provenance = provenance
+        else:
+            ex.problem("record.bad_type", f"'provenance' must be an object, not {type(provenance).__name__}")
