@@ -33,6 +33,19 @@ def uat_records_in_splits(run_dir: Path | None) -> dict[str, int]:
     return counts
 
 
+def entry_note(exported: int, entered: int, audit_run: str) -> str:
+    """Why fewer UAT examples are in the data than were exported (empty when there is nothing to explain).
+
+    >>> entry_note(6, 1, "r1")
+    '5 of the 6 exported UAT examples are not in data audit run r1: not yet added to data.files, or removed by the audit (duplicates of client records, failed checks); see its issues.'
+    """
+    if exported <= entered:
+        return ""
+    where = f"data audit run {audit_run}" if audit_run else "any data audit yet"
+    return (f"{exported - entered} of the {exported} exported UAT examples are not in {where}: not yet added to "
+            f"data.files, or removed by the audit (duplicates of client records, failed checks); see its issues.")
+
+
 def uat_section(engagement) -> dict | None:
     from ftkit.deployment.uat_data import EXPORTS_FILE
     from ftkit.deployment.uat_log import read_lines
@@ -51,13 +64,13 @@ def uat_section(engagement) -> dict | None:
     audit_run = engagement.latest_run_dir("data_audit")
     in_splits = uat_records_in_splits(audit_run)
     rate = summary.approval_rate
-    return {"headline": summary.headline(), "testers": summary.testers, "requests": summary.requests,
+    exported, entered = sum(int(e.get("written") or 0) for e in exports), sum(in_splits.values())
+    return {"note": entry_note(exported, entered, audit_run.name if audit_run else ""),"headline": summary.headline(), "testers": summary.testers, "requests": summary.requests,
             "rated": summary.rated, "approved": summary.approved,
             "approval_rate": None if rate is None else round(rate, 3),
             "ci": [round(x, 3) for x in summary.ci] if summary.rated else None, "confidence": CONFIDENCE,
             "corrections": summary.corrections, "per_tester": summary.per_tester, "worst": summary.worst,
             "exports": [{"time": e.get("time"), "file": Path(str(e.get("file", ""))).name, "written": e.get("written"),
                          "corrected": e.get("corrected"), "approved": e.get("approved")} for e in exports],
-            "exported": sum(int(e.get("written") or 0) for e in exports),
-            "entered": sum(in_splits.values()), "entered_by_split": in_splits,
+            "exported": exported, "entered": entered, "entered_by_split": in_splits,
             "audit_run": audit_run.name if audit_run else ""}
