@@ -98,7 +98,9 @@ class LocalChatModel:
                 send(piece)
 
         with self.lock:
-            row = self._generate(ids, max_new, request, TokenStreamer(on_token), cancel_criterion(cancelled))
+            # Ends at the next token once the client is gone or a stop string was seen (nothing more would be sent).
+            row = self._generate(ids, max_new, request, TokenStreamer(on_token),
+                                 cancel_criterion(lambda: cancelled() or delta.stopped))
         completion = self._completion(row, len(ids), max_new, request.stop)
         rest = delta.finish(completion.text)
         if rest and not cancelled():

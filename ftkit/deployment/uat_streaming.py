@@ -61,6 +61,7 @@ class DeltaText:
         self.stops = list(stops)
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.sent = ""
+        self.stopped = False  # a stop string appeared: nothing after it will be sent, generation may end
 
     def _advance(self, safe: str) -> str:
         if not safe.startswith(self.sent):  # never happens with held-back text; cannot take back what was sent
@@ -73,7 +74,7 @@ class DeltaText:
         text = text.lstrip().rstrip("\ufffd")  # a half UTF-8 character decodes to U+FFFD until its next byte
         cut = min((text.find(s) for s in self.stops if s in text), default=-1)
         if cut >= 0:
-            text = text[:cut]
+            text, self.stopped = text[:cut], True
         elif self.hold:
             text = text[:max(len(text) - self.hold, 0)]
         return self._advance(text.rstrip())
