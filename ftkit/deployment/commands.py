@@ -67,7 +67,7 @@ def token_command(client: str, root: str | Path, issue: str = "", revoke: str = 
         token = store.issue(issue)
         print(f"Token for tester '{issue}' (shown once; only its hash is kept in {store.path}):\n  {token}\n"
               f"Give the tester this link (the part after # never reaches the server's logs):\n"
-              f"  http://{host}:{port or 8000}/#token={token}\n"
+              f"  http://{'THIS-MACHINE' if host in ('0.0.0.0', '::') else host}:{port or 8000}/#token={token}\n"
               f"API clients send it as 'Authorization: Bearer <token>' (the openai client's api_key).")
     if revoke:
         store.revoke(revoke)

@@ -237,7 +237,7 @@ def test_sixteen_clients_every_request_answered_or_429_and_logged_once(tiny_chat
                           max_pending=3) as srv:
         def client(i):
             for j in range(3):
-                status, body, headers = chat(srv, tokens[i], max_tokens=8, stream=(i + j) % 2 == 0)
+                status, body, headers = chat(srv, tokens[i], max_tokens=24, stream=(i + j) % 2 == 0)
                 with lock:
                     results.append((i, status, body, headers))
 
