@@ -82,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("client", help=CLIENT_HELP)
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    _serve_args(p)
     _root_arg(p)
 
-    p = sub.add_parser("monitor", help="drift of a production log against the training data (exit 1 on alert)")
+    p = sub.add_parser("monitor", help="UAT feedback summary, and drift of a production log against the training "
+                       "data (exit 1 on a drift alert)")
     p.add_argument("client", help=CLIENT_HELP)
-    p.add_argument("--log", required=True, metavar="FILE", help="JSONL log: one {messages|input, output} per line")
+    p.add_argument("--log", default="", metavar="FILE", help="JSONL log: one {messages|input, output} per line "
+                   "(drift); without it only the UAT feedback summary is shown")
     _root_arg(p)
 
     p = sub.add_parser("reproduce", help="re-perform a recorded run and compare: inputs, environment, outputs")
@@ -112,7 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
                    "checks (hub id, folder, .gguf or short name, as base_model.id)")
     p.add_argument("--max-seq-length", type=_positive_int, metavar="N", help="over-length limit in tokens (default 1024)")
     p.add_argument("--sheet", default="", metavar="NAME", help="the sheet to read from an .xlsx workbook")
+    _from_uat_args(data_sub)
     return parser
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--issue-token", metavar="NAME", default="",
+                   help="issue an access token for tester NAME, print it once (with the page link) and exit")
+    p.add_argument("--revoke-token", metavar="NAME", default="", help="revoke tester NAME's token and exit")
+    p.add_argument("--list-tokens", action="store_true", help="list testers' tokens (names, times; no secrets)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve without tokens (127.0.0.1 only; every request is logged as 'anonymous')")
+    p.add_argument("--max-queue", type=int, default=8, metavar="N",
+                   help="generations running or waiting at once; more get 429 with Retry-After (default: 8)")
+
+
+def _from_uat_args(data_sub) -> None:
+    p = data_sub.add_parser("from-uat", help="approved and corrected UAT answers as chat-format training examples")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("--out", required=True, metavar="FILE", help="JSONL file to write (refused if it exists)")
+    p.add_argument("--since", default="", metavar="DATE", help="only feedback from this date/time on (ISO 8601)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--pii", default="drop", choices=["drop", "redact"],
+                   help="examples with PII: drop them (default) or redact the values")
+    _root_arg(p)
 
 
 def _positive_int(text: str) -> int:
@@ -257,9 +283,13 @@ def _lab(args) -> int:
 
 @command("serve")
 def _serve(args) -> int:
-    from ftkit.deployment.commands import serve_command
+    from ftkit.deployment.commands import serve_command, token_command
 
-    return serve_command(args.client, args.root, port=args.port, host=args.host)
+    if args.issue_token or args.revoke_token or args.list_tokens:
+        return token_command(args.client, args.root, issue=args.issue_token, revoke=args.revoke_token,
+                             list_tokens=args.list_tokens, host=args.host, port=args.port)
+    return serve_command(args.client, args.root, port=args.port, host=args.host, no_auth=args.no_auth,
+                         max_queue=args.max_queue)
 
 
 @command("monitor")
@@ -311,9 +341,14 @@ def _env(args) -> int:
 
 @command("data")
 def _data(args) -> int:
+    if args.data_command == "from-uat":
+        from ftkit.deployment.commands import from_uat_command
+
+        return from_uat_command(args.client, args.root, args.out, since=args.since, force=args.force, pii=args.pii)
     if args.data_command != "check":
         print("usage: ftkit data check FILE [--format FORMAT] [--json OUT]\n"
-              "ftkit data: give a subcommand (check); see `ftkit data --help`.", file=sys.stderr)
+              "       ftkit data from-uat CLIENT --out FILE [--since DATE]\n"
+              "ftkit data: give a subcommand (check, from-uat); see `ftkit data --help`.", file=sys.stderr)
         return 2
     from ftkit.data.check_command import run_data_check
 

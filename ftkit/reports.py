@@ -189,6 +189,7 @@ def _report_context(engagement: Engagement) -> dict:
     from ftkit.phases import ordered
     from ftkit.report_evidence import audit_chain, environment
     from ftkit.report_summary import executive_summary
+    from ftkit.report_uat import uat_section
 
     config = load_config(engagement.config_path)
     sections = [_phase_section(engagement, phase) for phase in ordered()]
@@ -201,7 +202,8 @@ def _report_context(engagement: Engagement) -> dict:
         doc_index=documentation_index(engagement, engagement.report_dir), environment=environment(sections),
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE,
-        findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])])
+        findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])],
+        uat=uat_section(engagement))
 
 
 def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:

@@ -12,5 +12,8 @@ One job per module (none imports torch, transformers or matplotlib at module lev
 - ``monitoring``: reference statistics of the training data, production logs, ``monitor_log``;
 - ``monitoring_plan``: what to log, alerts, retraining, version pins, rollback, end-of-life risks;
 - ``model_card``: the Hugging Face model card (model-index from the evaluation) and the handover document;
+- ``uat_tokens``, ``uat_streaming``, ``uat_log``, ``uat_page``: the UAT server's per-tester tokens, OpenAI
+  streaming, append-only request/feedback logs and the page at ``/``;
+- ``uat_summary``, ``uat_data``: the feedback summary (``ftkit monitor``) and ``ftkit data from-uat``;
 - ``commands``: ``serve_command`` and ``monitor_command`` behind ``ftkit serve`` / ``ftkit monitor``.
 """

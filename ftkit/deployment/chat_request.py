@@ -18,9 +18,11 @@ MAX_TOKENS_CAP = 4096
 class RequestError(Exception):
     """A client mistake: becomes an HTTP status and an OpenAI-style error body."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str = "invalid_request"):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str = "invalid_request",
+                 headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}  # e.g. Retry-After on 429, WWW-Authenticate on 401
 
     def body(self) -> dict:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
@@ -36,6 +38,8 @@ class ChatRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    stream: bool = False  # server-sent events (ftkit.deployment.uat_streaming)
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with token counts
 
 
 def _number(body: dict, name: str, low: float, high: float, default: float) -> float:
@@ -112,12 +116,27 @@ def parse_chat_request(raw: bytes, model_names: tuple[str, ...]) -> ChatRequest:
     if model not in model_names:
         raise RequestError(404, f"The model {model!r} does not exist here; this server serves: "
                            f"{', '.join(model_names)} (see GET /v1/models)", "model", "model_not_found")
-    if body.get("stream"):
-        raise RequestError(400, "Streaming is not supported by ftkit serve; send \"stream\": false", "stream")
+    stream, include_usage = _stream(body)
     if body.get("n", 1) != 1:
         raise RequestError(400, f"'n' must be 1 (one answer per request), got {body.get('n')!r}", "n")
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise RequestError(400, f"'seed' must be a whole number, got {seed!r}", "seed")
     return ChatRequest(model, _messages(body), _max_tokens(body), _number(body, "temperature", 0, 2, 0.0),
-                       _number(body, "top_p", 1e-6, 1, 1.0), _stop(body), seed)
+                       _number(body, "top_p", 1e-6, 1, 1.0), _stop(body), seed, stream, include_usage)
+
+
+def _stream(body: dict) -> tuple[bool, bool]:
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise RequestError(400, f"'stream' must be true or false, got {stream!r}", "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        raise RequestError(400, "'stream_options' is only allowed with \"stream\": true", "stream_options")
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise RequestError(400, "'stream_options' must be an object like {\"include_usage\": true}", "stream_options")
+    return stream, bool(options.get("include_usage", False))

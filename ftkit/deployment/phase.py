@@ -56,7 +56,8 @@ def uat_finding(smoke: list[dict], slug: str):
     return finding("info" if ok else "warning", "deployment.uat_endpoint",
                    f"The UAT endpoint answered {len(answered)} real requests over HTTP ({stopped} stopped at "
                    f"end-of-turn, {len(answered) - stopped} hit max_tokens) and refused a malformed one with HTTP "
-                   f"{smoke[-1]['status']}.", f"Start it for the client's testers: ftkit serve {slug} --port 8000")
+                   f"{smoke[-1]['status']}.", f"Issue each tester a token (ftkit serve {slug} --issue-token NAME), then start it: "
+                   f"ftkit serve {slug} --port 8000")
 
 
 def configs_finding(family, n_configs: int, stop_strings: list[str]):
@@ -303,7 +304,8 @@ def what_to_tell_the_client(r: DeploymentPlanResults, s: Sized, c) -> str:
 
 def next_steps(r: DeploymentPlanResults, slug: str) -> list[str]:
     if r.ready_to_go_live:
-        return [f"Give the client's testers the UAT endpoint: ftkit serve {slug} --port 8000",
+        return [f"Give the client's testers the UAT page: ftkit serve {slug} --issue-token NAME for each, then "
+                f"ftkit serve {slug} --port 8000; collect their corrections with ftkit data from-uat",
                 "Hand over this run folder (export/, serving/, monitoring/, handover.md) and run one serving command on "
                 "the client's infrastructure", "Put request logging in place and schedule `ftkit monitor` weekly",
                 f"Retrain by {r.monitoring_plan['retraining']['next_due']} or on a drift alert"]

@@ -146,33 +146,125 @@ def test_serve_prefers_the_checked_merged_export(deployed):
     assert served.kind == "full" and served.weights_dir == run_dir / "export" / "merged"
 
 
-def test_ftkit_serve_command_answers_and_stops_on_ctrl_c(deployed):
-    """`ftkit serve` as a real process on a free port: one real request, then Ctrl-C (SIGINT) ends it with 0."""
+def start_serve(engagement, *extra: str):
+    """`ftkit serve acme --port 0` as a real process; returns (process, base URL from its first line)."""
     import os
     import re
-    import signal
     import subprocess
     import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "ftkit.cli", "serve", "acme", "--port", "0", "--root",
+                             str(engagement.root), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = proc.stdout.readline()  # "Serving ... at http://127.0.0.1:PORT/v1 (Ctrl-C to stop)"
+    match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"ftkit serve did not start: {line}{proc.communicate(timeout=30)[1][-2000:]}")
+    return proc, match.group(1)
+
+
+def post(url: str, body: dict, token: str = "", timeout: float = 60):
     import urllib.request
 
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    return urllib.request.urlopen(urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers),
+                                  timeout=timeout)
+
+
+def issue_token(engagement, name: str, capsys) -> str:
+    import re
+
+    from ftkit.cli import main
+
+    assert main(["serve", "acme", "--root", str(engagement.root), "--issue-token", name]) == 0
+    return re.search(r"(ftk_[A-Za-z0-9_-]+)", capsys.readouterr().out).group(1)
+
+
+def test_ftkit_serve_command_answers_and_stops_on_ctrl_c(deployed, capsys):
+    """`ftkit serve` as a real process on a free port with an issued token: one real request, then Ctrl-C
+    (SIGINT) ends it with 0; the log line names the tester."""
+    import signal
+    import urllib.error
+
     engagement, _ = deployed
-    proc = subprocess.Popen([sys.executable, "-m", "ftkit.cli", "serve", "acme", "--port", "0", "--root",
-                             str(engagement.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    token = issue_token(engagement, "ctrl-c", capsys)
+    proc, url = start_serve(engagement)
     try:
-        line = proc.stdout.readline()  # "Serving ... at http://127.0.0.1:PORT/v1 (Ctrl-C to stop)"
-        url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line).group(1)
-        body = json.dumps({"model": "acme-ft", "messages": [{"role": "user", "content": "parcel late"}], "max_tokens": 3})
-        request = urllib.request.Request(url + "/chat/completions", data=body.encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        body = {"model": "acme-ft", "messages": [{"role": "user", "content": "parcel late"}], "max_tokens": 3}
+        with post(url + "/chat/completions", body, token) as response:
             assert json.loads(response.read())["model"] == "acme-ft"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(url + "/chat/completions", body)
+        assert refused.value.code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0
     log = engagement.path / "serving" / "uat_requests.jsonl"
-    assert json.loads(log.read_text().splitlines()[-1])["messages"][0]["content"] == "parcel late"
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["messages"][0]["content"] == "parcel late" and last["tester"] == "ctrl-c"
+
+
+def test_serve_refuses_without_tokens_and_no_auth_off_loopback(deployed, capsys, tmp_path):
+    import shutil
+
+    from ftkit.cli import main
+
+    engagement, _ = deployed
+    copy = tmp_path / "engagements"
+    shutil.copytree(engagement.path, copy / "acme", ignore=shutil.ignore_patterns("uat", "export", "adapter"))
+    assert main(["serve", "acme", "--root", str(copy), "--port", "0"]) == 2
+    assert "--issue-token NAME" in capsys.readouterr().err
+    assert main(["serve", "acme", "--root", str(copy), "--host", "0.0.0.0", "--no-auth"]) == 2
+    assert "only on 127.0.0.1" in capsys.readouterr().err
+    assert main(["serve", "acme", "--root", str(copy), "--issue-token", "a b"]) == 0
+    issued = capsys.readouterr().out
+    assert "ftk_" in issued and "#token=ftk_" in issued
+    assert main(["serve", "acme", "--root", str(copy), "--list-tokens"]) == 0
+    listed = capsys.readouterr().out
+    assert "a b" in listed and "active" in listed and "ftk_" not in listed
+    assert main(["serve", "acme", "--root", str(copy), "--revoke-token", "a b"]) == 0
+    assert main(["serve", "acme", "--root", str(copy), "--revoke-token", "a b"]) == 2
+
+
+def test_kill_9_mid_stream_loses_no_earlier_log_line(deployed, capsys):
+    """Requests and feedback through a real `ftkit serve`, then kill -9 while a stream is running: every line
+    written before is intact and parseable, and `ftkit monitor` and `ftkit data from-uat` still read the logs."""
+    import signal
+
+    from ftkit.cli import main
+    from ftkit.deployment.uat_log import FEEDBACK_FILE, read_lines
+
+    engagement, _ = deployed
+    token = issue_token(engagement, "kill-test", capsys)
+    request_log, feedback_log = engagement.path / "serving" / "uat_requests.jsonl", engagement.path / FEEDBACK_FILE
+    proc, url = start_serve(engagement)
+    ids = []
+    try:
+        for i, rating in enumerate(("up", "down", "up")):
+            body = {"model": "acme-ft", "messages": [{"role": "user", "content": f"parcel {i} late"}], "max_tokens": 4}
+            with post(url + "/chat/completions", body, token) as response:
+                ids.append(json.loads(response.read())["id"])
+            with post(url.removesuffix("/v1") + "/uat/feedback",
+                      {"request_id": ids[-1], "rating": rating, "correction": "Shipping." if rating == "down" else ""},
+                      token):
+                pass
+        before = (request_log.read_bytes(), feedback_log.read_bytes())
+        stream = post(url + "/chat/completions", {"model": "acme-ft", "stream": True, "max_tokens": 200,
+                                                  "messages": [{"role": "user", "content": "long story"}]}, token)
+        assert stream.readline().startswith(b"data: ")  # the stream is running
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert request_log.read_bytes().startswith(before[0]) and feedback_log.read_bytes().startswith(before[1])
+    requests, _ = read_lines(request_log)
+    feedback, _ = read_lines(feedback_log)
+    assert set(ids) <= {e["request_id"] for e in requests if e.get("tester") == "kill-test"}
+    assert [e["rating"] for e in feedback if e["request_id"] in ids] == ["up", "down", "up"]
+    assert main(["monitor", "acme", "--root", str(engagement.root)]) == 0
+    assert "rated answers approved" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not all((notebooks_dir() / n).is_file() for n in ("04_training.ipynb", "05_evaluation.ipynb")),

@@ -49,7 +49,8 @@ def smoke(*finish, malformed=400):
 ])
 def test_uat_endpoint_rule(rows, severity):
     f = phase.uat_finding(rows, "acme")
-    assert f.severity == severity and f.next_step == "Start it for the client's testers: ftkit serve acme --port 8000"
+    assert f.severity == severity and f.next_step == ("Issue each tester a token (ftkit serve acme --issue-token NAME), "
+                                                      "then start it: ftkit serve acme --port 8000")
 
 
 def test_configs_with_a_known_family_else_the_ollama_warning():

@@ -92,7 +92,7 @@ def test_uses_the_chat_template(server, tiny_chat_model):
     ({"model": "tiny-ft", "messages": USER, "max_tokens": 0}, 400, "max_tokens"),
     ({"model": "tiny-ft", "messages": USER, "max_tokens": "ten"}, 400, "max_tokens"),
     ({"model": "tiny-ft", "messages": USER, "temperature": 5}, 400, "temperature"),
-    ({"model": "tiny-ft", "messages": USER, "stream": True}, 400, "stream"),
+    ({"model": "tiny-ft", "messages": USER, "stream": 1}, 400, "stream"),
     ({"model": "tiny-ft", "messages": USER, "n": 3}, 400, "n"),
 ])
 def test_bad_requests_get_4xx_json_naming_the_parameter(server, body, status, param):
