@@ -1,0 +1,454 @@
+"""``ftkit augment CLIENT``: the two steps, as plain functions the CLI calls.
+
+1. :func:`generate` (``ftkit augment CLIENT``): targets from the latest data audit's training split (and the
+   suitability verdict), teacher requests logged to ``augmentation/<run>/candidates.jsonl`` (resumable), the
+   filters, and the review sheet ``review.html`` / ``review.csv``. ``augment.json`` records the plan (targets,
+   teacher, sampling settings, seeds), the teacher's calls, tokens and price, the rejections per reason and the
+   findings.
+2. :func:`accept` (``ftkit augment CLIENT --review FILLED.csv``): the filled sheet read back; accepted and edited
+   candidates written to ``data/synthetic-<date>-<sheet>.jsonl`` with ``source: synthetic`` and their provenance,
+   and that file added to ``data.files`` (so the next data audit reads it; the delivered files are never
+   touched). The next ``ftkit run CLIENT --phase data_audit`` counts them per split and label.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import math
+import random
+from pathlib import Path
+
+from ftkit.augmentation.candidates import LOG_NAME, CandidateLog, plan_sha256
+from ftkit.augmentation.filters import REASONS, filter_candidates
+from ftkit.augmentation.prompts import build_request, parse_candidates, request_sha256
+from ftkit.augmentation.targets import NOT_YET, choose_targets, label_set, pick_shots
+from ftkit.errors import FtkitError
+from ftkit.findings import Finding
+
+FOLDER = "augmentation"  # under the engagement folder: one sub-folder per `ftkit augment` run
+SUMMARY = "augment.json"
+MAX_CONSECUTIVE_PROBLEMS = 5  # unusable teacher answers in a row after which generation stops (a broken teacher)
+TEACHER_PROBLEM_WARN = 0.2  # share (0-1) of requests with an unusable answer above which the finding is a warning
+SOURCE = "synthetic"
+
+
+# -- inputs ----------------------------------------------------------------------------------------------------
+
+def _splits(engagement) -> tuple[str, list[dict], list[dict]]:
+    from ftkit.prompting import read_records
+
+    run_dir = engagement.latest_run_dir("data_audit")
+    if run_dir is None or not (run_dir / "train.jsonl").is_file():
+        raise FtkitError(f"`ftkit augment` drafts from the training split of the data audit, which has not run: "
+                         f"`ftkit run {engagement.slug} --phase data_audit` first.")
+    return run_dir.name, read_records(run_dir / "train.jsonl"), read_records(run_dir / "test.jsonl")
+
+
+def suitability_says_not_yet(engagement) -> bool:
+    """True when the latest suitability run's typed results recommend "not yet" (too few examples)."""
+    from ftkit.fsutil import read_json
+    from ftkit.phase_results import load_or_none
+
+    run_dir = engagement.latest_run_dir("suitability")
+    if run_dir is None or not (run_dir / "results.json").is_file():
+        return False
+    results = load_or_none("suitability", read_json(run_dir / "results.json"))
+    return bool(results and results.recommendation == NOT_YET)
+
+
+def task_context(config):
+    from ftkit.data.record_checks import TaskContext
+
+    t = config.task
+    return TaskContext(t.type, t.label_field, tuple(t.labels), dict(t.json_schema))
+
+
+def make_plan(config, audit_run: str, train: list[dict], teacher_identity: dict, not_yet: bool) -> dict:
+    """Everything that decides the requests: a re-run with the same plan continues the same log."""
+    a = config.augmentation
+    labels = label_set(train, config.task.labels) if (config.task.type == "classification" or
+                                                       config.task.label_field) else ()
+    targets = choose_targets(train, labels, list(a.slice_fields), a.min_per_target, a.candidates_per_target,
+                             not_yet, a.whole_set_candidates)
+    schedule = []
+    for t in targets:
+        for k in range(math.ceil(t.want / a.per_call)):
+            schedule.append({"target": t.name, "n": min(a.per_call, t.want - k * a.per_call)})
+    return {"data_audit_run": audit_run, "not_yet": not_yet, "labels": list(labels),
+            "targets": [t.to_dict() for t in targets], "teacher": teacher_identity,
+            "sampling": {"temperature": a.temperature, "top_p": a.top_p, "max_tokens": a.max_tokens,
+                         "per_call": a.per_call, "shots": a.shots},
+            "seed": a.seed, "limits": {"max_calls": a.max_calls, "max_tokens_total": a.max_tokens_total},
+            "prices_usd_per_1k": {"input": a.usd_per_1k_input_tokens, "output": a.usd_per_1k_output_tokens},
+            "task": {"type": config.task.type, "label_field": config.task.label_field,
+                     "system_prompt": config.task.system_prompt},
+            "schedule": schedule[:a.max_calls], "schedule_cut": max(0, len(schedule) - a.max_calls)}
+
+
+def _target_objects(plan: dict) -> dict:
+    from ftkit.augmentation.targets import Target
+
+    return {t["name"]: Target(**{k: t.get(k, "") for k in ("kind", "name", "field", "value", "label")},
+                              have=t["have"], want=t["want"]) for t in plan["targets"]}
+
+
+# -- step 1: generate, filter, sheet -----------------------------------------------------------------------------
+
+def _new_run_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _resumable(folder: Path, sha: str) -> Path | None:
+    """The newest unfinished run whose plan is this one (a killed run to continue), else None."""
+    for run in sorted((p for p in folder.glob("*") if (p / LOG_NAME).is_file()), reverse=True):
+        log = CandidateLog.open(run / LOG_NAME)
+        if log.complete is None and log.header.get("plan_sha256") == sha:
+            return run
+    return None
+
+
+def generate(engagement, teacher=None, restart: bool = False, on_event=print) -> dict:
+    """Step 1; returns the summary written to ``augment.json``. ``teacher``: injected in tests, else from config."""
+    from ftkit.config import load_config
+    from ftkit.lock import engagement_lock
+
+    config = load_config(engagement.config_path)
+    audit_run, train, test = _splits(engagement)
+    with engagement_lock(engagement.lock_path, "ftkit augment"):
+        teacher = teacher or _teacher(config)
+        plan = make_plan(config, audit_run, train, teacher.identity(), suitability_says_not_yet(engagement))
+        if not plan["targets"]:
+            on_event(f"No label or slice has fewer than {config.augmentation.min_per_target} training examples "
+                     f"(augmentation.min_per_target) and suitability does not say \"not yet\": nothing to augment.")
+            return {"plan": plan, "findings": [Finding("info", "augment.no_targets", "No thin label or slice.").to_dict()]}
+        folder = engagement.path / FOLDER
+        sha = plan_sha256(plan)
+        run_dir = None if restart else _resumable(folder, sha)
+        if run_dir is None:
+            run_dir = folder / _new_run_id()
+            log = CandidateLog.create(run_dir / LOG_NAME, plan)
+        else:
+            log = CandidateLog.open(run_dir / LOG_NAME)
+            on_event(f"Continuing {run_dir.name}: {len(log.calls)} of {len(plan['schedule'])} requests were done.")
+        findings = _run_requests(log, plan, train, teacher, on_event)
+        if log.complete is None:
+            summary = _summary(run_dir, plan, log, None, findings, status="stopped")
+            _write_summary(run_dir, summary)
+            return summary
+        return _filter_and_sheet(engagement, config, run_dir, plan, log, train, test, findings, on_event)
+
+
+def _teacher(config):
+    from ftkit.augmentation.teacher import teacher_for
+
+    return teacher_for(config)
+
+
+def _run_requests(log: CandidateLog, plan: dict, train: list[dict], teacher, on_event) -> list[Finding]:
+    from ftkit.augmentation.teacher import TeacherError
+
+    if log.complete is not None:
+        return []
+    targets, s = _target_objects(plan), plan["sampling"]
+    labels, task = tuple(plan["labels"]), plan["task"]
+    tokens = sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in log.calls)
+    in_a_row = 0
+    for call in range(log.next_call, len(plan["schedule"])):
+        if tokens >= plan["limits"]["max_tokens_total"]:
+            log.finish({"stopped": "max_tokens_total"})
+            return [Finding("warning", "augment.token_budget", f"Stopped after {call} of {len(plan['schedule'])} "
+                            f"requests: the teacher used {tokens:,} tokens (augmentation.max_tokens_total "
+                            f"{plan['limits']['max_tokens_total']:,}).", "Raise augmentation.max_tokens_total, or "
+                            "ask for fewer candidates, and run `ftkit augment --restart`.")]
+        step = plan["schedule"][call]
+        target = targets[step["target"]]
+        rng = random.Random(plan["seed"] * 1_000_003 + call)  # per request: a resumed run asks the same
+        shots = pick_shots(train, target, s["shots"], rng)
+        messages = build_request(target, shots, step["n"], task["type"], task["system_prompt"], labels,
+                                 task["label_field"])
+        seed = plan["seed"] + call
+        try:
+            reply = teacher.chat(messages, s["max_tokens"], s["temperature"], s["top_p"], seed)
+        except TeacherError as err:
+            if err.fatal:
+                raise
+            return [Finding("warning", "augment.teacher_unavailable", f"Request {call + 1} of "
+                            f"{len(plan['schedule'])} failed: {err}", f"Run `ftkit augment` again when the teacher "
+                            f"answers: it continues with request {call + 1}.")]
+        items, problem = parse_candidates(reply.text)
+        log.add_call({"call": call, "target": target.name, "seed": seed, "n_asked": step["n"],
+                      "shots": [r.get("id") for r in shots], "prompt_sha256": request_sha256(messages),
+                      "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                      "finish_reason": reply.finish_reason, "latency_s": round(reply.latency_s, 3),
+                      "retries": reply.retries, "problem": problem, "reply_excerpt": reply.text[:200] if problem else "",
+                      "items": items})
+        tokens += reply.prompt_tokens + reply.completion_tokens
+        in_a_row = in_a_row + 1 if problem else 0
+        on_event(f"request {call + 1}/{len(plan['schedule'])} ({target.name}): "
+                 + (problem if problem else f"{len(items)} candidate(s)"))
+        if in_a_row >= MAX_CONSECUTIVE_PROBLEMS:
+            log.finish({"stopped": "teacher_problems"})
+            return [Finding("warning", "augment.teacher_broken", f"Stopped after {call + 1} requests: the last "
+                            f"{in_a_row} teacher answers were unusable ({problem}).",
+                            "Check augmentation.teacher (model, base_url) with one request by hand, then run "
+                            "`ftkit augment --restart`.")]
+    log.finish({"stopped": ""})
+    return []
+
+
+def teacher_findings(totals: dict, cut: int) -> list[Finding]:
+    """One finding per kind of unusable teacher answer (warning above TEACHER_PROBLEM_WARN of the requests)."""
+    out = []
+    calls = totals["calls"] or 1
+    for code, n in sorted(totals["problems"].items()):
+        severity = "warning" if n / calls > TEACHER_PROBLEM_WARN else "info"
+        what = {"teacher.empty": "were empty", "teacher.refusal": "were refusals",
+                "teacher.not_json": "were not JSON"}.get(code, code)
+        out.append(Finding(severity, f"augment.{code.split('.', 1)[1]}", f"{n} of {totals['calls']} teacher answers "
+                           f"{what}; they gave no candidates.", "Use a stronger teacher (augmentation.teacher) or "
+                           "lower augmentation.per_call." if severity == "warning" else ""))
+    if cut:
+        out.append(Finding("info", "augment.max_calls", f"{cut} planned request(s) were not made: "
+                           f"augmentation.max_calls is the limit.", "Raise augmentation.max_calls for more."))
+    return out
+
+
+def cost_usd(totals: dict, prices: dict) -> float | None:
+    """Teacher cost from its token counts (None when no price is set).
+
+    >>> cost_usd({"prompt_tokens": 2000, "completion_tokens": 1000}, {"input": 0.5, "output": 1.5})
+    2.5
+    """
+    if not (prices.get("input") or prices.get("output")):
+        return None
+    return round(totals["prompt_tokens"] / 1000 * prices["input"] + totals["completion_tokens"] / 1000 * prices["output"], 6)
+
+
+def rejection_findings(counts: dict, kept: int, total: int) -> list[Finding]:
+    rejected = {r: n for r, n in counts.items() if n}
+    text = "; ".join(f"{n} {REASONS[r]}" for r, n in sorted(rejected.items(), key=lambda kv: -kv[1])) or "none"
+    out = [Finding("info", "augment.filtered", f"{kept} of {total} candidates passed the filters and go to review; "
+                   f"rejected: {text}.")]
+    if counts.get("test_leak"):
+        out.append(Finding("info", "augment.test_leak", f"{counts['test_leak']} candidate(s) were copies or near "
+                           f"copies of test examples and were dropped, so the test set stays unseen."))
+    if total and not kept:
+        out.append(Finding("warning", "augment.none_kept", "No candidate passed the filters.",
+                           "Use a stronger teacher (augmentation.teacher) and run `ftkit augment --restart`."))
+    return out
+
+
+def _filter_and_sheet(engagement, config, run_dir, plan, log, train, test, findings, on_event) -> dict:
+    from ftkit.augmentation.review import write_review
+
+    candidates = log.candidates()
+    filtered = filter_candidates(candidates, train, test, task_context(config), tuple(plan["labels"]),
+                                 plan["task"]["system_prompt"], config.data.near_duplicate_threshold,
+                                 {t["name"]: t for t in plan["targets"]})
+    _write_rejections(run_dir, filtered.rejected)
+    paths = write_review(run_dir, filtered.kept) if filtered.kept else {}
+    counts = filtered.counts()
+    findings = findings + teacher_findings(log.totals(), plan["schedule_cut"]) + \
+        rejection_findings(counts, len(filtered.kept), len(candidates))
+    summary = _summary(run_dir, plan, log, {"candidates": len(candidates), "kept": len(filtered.kept),
+                                            "rejected": counts}, findings, "awaiting_review" if paths else "nothing_to_review")
+    summary["sheet"] = {k: engagement.relative(v) for k, v in paths.items()}
+    _write_summary(run_dir, summary)
+    return summary
+
+
+def _write_rejections(run_dir: Path, rejected: list[dict]) -> None:
+    from ftkit.fsutil import atomic_write_text
+    from ftkit.safe_values import csv_text
+
+    rows = [{"candidate": r["cid"], "target": r["target"], "reason": r["reason"], "detail": r["detail"],
+             "item": json.dumps(r["item"], ensure_ascii=False)[:500]} for r in rejected]
+    atomic_write_text(run_dir / "rejected.csv", csv_text(["candidate", "target", "reason", "detail", "item"], rows))
+
+
+def _summary(run_dir: Path, plan: dict, log: CandidateLog, filtered: dict | None, findings: list, status: str) -> dict:
+    totals = log.totals()
+    return {"run_id": run_dir.name, "status": status, "plan_sha256": plan_sha256(plan), "plan": plan,
+            "teacher": plan["teacher"], "calls": totals, "cost_usd": cost_usd(totals, plan["prices_usd_per_1k"]),
+            "filtered": filtered, "findings": [f.to_dict() for f in findings]}
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    from ftkit.fsutil import atomic_write_json
+
+    atomic_write_json(run_dir / SUMMARY, summary)
+
+
+# -- step 2: the filled sheet -> the synthetic data file ------------------------------------------------------
+
+def _review_run(engagement, run_id: str = "") -> Path:
+    folder = engagement.path / FOLDER
+    runs = sorted(p for p in folder.glob("*") if (p / "review_key.json").is_file()) if folder.is_dir() else []
+    if run_id:
+        runs = [p for p in runs if p.name == run_id]
+    if not runs:
+        raise FtkitError(f"No review sheet{' for run ' + run_id if run_id else ''} under {folder}: run "
+                         f"`ftkit augment {engagement.slug}` first.")
+    return runs[-1]
+
+
+def accept(engagement, filled: str | Path, run_id: str = "", on_event=print) -> dict:
+    """Step 2; returns what was accepted (also written to ``accepted.json`` in the augmentation run)."""
+    from ftkit.audit_log import append_event
+    from ftkit.augmentation.review import read_review, sheet_sha256
+    from ftkit.config import load_config
+    from ftkit.fsutil import atomic_write_json, atomic_write_text, read_json, sha256_file
+    from ftkit.lock import engagement_lock
+
+    config = load_config(engagement.config_path)
+    filled = Path(filled)
+    run_dir = _review_run(engagement, run_id or _sheet_run(engagement, filled))
+    key, summary = read_json(run_dir / "review_key.json"), read_json(run_dir / SUMMARY)
+    plan = summary["plan"]
+    train, test = _plan_splits(engagement, plan)
+    decisions, reviewer = read_review(filled, key, _recheck(config, plan, train, test))
+    sheet_sha = sheet_sha256(filled)
+    records = _accepted_records(key, decisions, plan, summary, reviewer, sheet_sha, filled.name)
+    counts = {d: sum(1 for v in decisions.values() if v["decision"] == d) for d in ("accept", "edit", "reject")}
+    with engagement_lock(engagement.lock_path, "ftkit augment --review"):
+        out = {"run_id": run_dir.name, "sheet": filled.name, "sheet_sha256": sheet_sha, "reviewer": reviewer,
+               "decisions": counts, "file": "", "file_sha256": ""}
+        if records:
+            date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d")
+            path = engagement.data_dir / f"synthetic-{date}-{key['sheet_id']}.jsonl"
+            if path.exists():
+                raise FtkitError(f"{path} exists: this review was accepted already. Each review sheet is accepted once; "
+                                 f"to change decisions, delete that file and its line in data.files first.")
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            rel = engagement.relative(path)
+            added = add_data_file(engagement.config_path, rel)
+            out.update(file=rel, file_sha256=sha256_file(path), added_to_data_files=added)
+            append_event(engagement.audit_path, "synthetic_data_added", file=rel, sha256=out["file_sha256"],
+                         augmentation_run=run_dir.name, sheet_sha256=sheet_sha, reviewer=reviewer, **counts)
+        atomic_write_json(run_dir / "accepted.json", out)
+    on_event(f"{counts['accept']} accepted, {counts['edit']} edited, {counts['reject']} rejected by {reviewer}.")
+    return out
+
+
+def _sheet_run(engagement, filled: Path) -> str:
+    """The augmentation run a filled sheet belongs to (by its sheet id), or "" to take the newest."""
+    from ftkit.evaluation.ab_sheet import sheet_id_of
+    from ftkit.fsutil import read_json
+
+    sheet = sheet_id_of(filled)
+    for run in sorted((engagement.path / FOLDER).glob("*/review_key.json")):
+        if read_json(run)["sheet_id"] == sheet:
+            return run.parent.name
+    return ""
+
+
+def _plan_splits(engagement, plan: dict) -> tuple[list[dict], list[dict]]:
+    from ftkit.prompting import read_records
+
+    run_dir = engagement.runs_dir("data_audit") / plan["data_audit_run"]
+    return read_records(run_dir / "train.jsonl"), read_records(run_dir / "test.jsonl")
+
+
+def _recheck(config, plan: dict, train: list[dict], test: list[dict]):
+    """An edited answer goes through every filter again (against train, test and nothing else)."""
+    def recheck(item: dict, answer: str) -> str:
+        messages = item["messages"][:-1] + [{"role": "assistant", "content": answer}]
+        cand = {"cid": item["cid"], "call": item["call"], "target": item["target"], "seed": item["seed"],
+                "prompt_sha256": item["prompt_sha256"], "item": {"input": messages[-2]["content"], "answer": answer}}
+        result = filter_candidates([cand], train, test, task_context(config), tuple(plan["labels"]),
+                                   plan["task"]["system_prompt"], config.data.near_duplicate_threshold,
+                                   {t["name"]: t for t in plan["targets"]})
+        return "" if result.kept else f"is rejected: {REASONS[result.rejected[0]['reason']]} ({result.rejected[0]['detail']})"
+    return recheck
+
+
+def _accepted_records(key: dict, decisions: dict, plan: dict, summary: dict, reviewer: str, sheet_sha: str,
+                      sheet_name: str) -> list[dict]:
+    targets = {t["name"]: t for t in plan["targets"]}
+    out = []
+    for item in key["items"]:
+        d = decisions[item["item_id"]]
+        if d["decision"] == "reject":
+            continue
+        messages = [dict(m) for m in item["messages"]]
+        if d["decision"] == "edit":
+            messages[-1]["content"] = d["answer"]
+        target = targets.get(item["target"], {})
+        record = {"id": f"synthetic-{item['item_id']}", "messages": messages, "source": SOURCE, "provenance": {
+            "teacher": plan["teacher"], "augmentation_run": summary["run_id"], "plan_sha256": summary["plan_sha256"],
+            "target": item["target"], "call": item["call"], "seed": item["seed"],
+            "prompt_sha256": item["prompt_sha256"], "sampling": plan["sampling"],
+            "data_audit_run": plan["data_audit_run"], "decision": d["decision"], "reviewer": reviewer,
+            "review_comment": d["comment"], "sheet": sheet_name, "sheet_sha256": sheet_sha,
+            "sheet_id": key["sheet_id"]}}
+        if target.get("kind") == "slice":
+            record["metadata"] = {target["field"]: target["value"]}  # the data audit carries it into `fields`
+        out.append(record)
+    return out
+
+
+def add_data_file(config_path: Path, rel: str) -> bool:
+    """Append ``rel`` to ``data.files`` in engagement.yaml, comments kept; False when it is listed already."""
+    from ftkit.config import parse_config
+    from ftkit.fsutil import atomic_write_text
+    from ftkit.yamlio import round_trip, safe_load
+
+    yaml = round_trip()
+    doc = yaml.load(Path(config_path).read_text(encoding="utf-8"))
+    files = doc.setdefault("data", {}).setdefault("files", [])
+    if rel in files:
+        return False
+    files.append(rel)
+    buffer = io.StringIO()
+    yaml.dump(doc, buffer)
+    parse_config(safe_load(buffer.getvalue()), source=str(config_path))
+    atomic_write_text(config_path, buffer.getvalue())
+    return True
+
+
+# -- the CLI's entry point ------------------------------------------------------------------------------------
+
+def augment_command(client: str, root: str | Path = "engagements", review: str = "", restart: bool = False,
+                    run_id: str = "") -> int:
+    """``ftkit augment``: 0 when a sheet is ready (or a review was accepted), 1 when nothing came out of it."""
+    from ftkit.engagement import Engagement
+
+    engagement = Engagement.at(client, root)
+    if review:
+        out = accept(engagement, review, run_id)
+        if out["file"]:
+            print(f"Wrote {out['file']} ({out['decisions']['accept'] + out['decisions']['edit']} synthetic examples, "
+                  f"source: synthetic, with their provenance)"
+                  + (" and added it to data.files in engagement.yaml." if out.get("added_to_data_files") else "."))
+            print(f"Next: ftkit run {engagement.slug} --phase data_audit --root {root}  (the audit counts them per "
+                  f"split and label; the evaluation scores the client's own test examples only)")
+        else:
+            print("No candidate was accepted: no data file was written.")
+        return 0
+    summary = generate(engagement, restart=restart, on_event=lambda m: print(m, flush=True))
+    for line in describe(summary, engagement):
+        print(line)
+    return 0 if summary.get("status") in ("awaiting_review", None) else 1
+
+
+def describe(summary: dict, engagement) -> list[str]:
+    """What `ftkit augment` prints after generating: targets, teacher use and cost, filters, findings, next step."""
+    plan = summary["plan"]
+    lines = []
+    if plan.get("targets"):
+        lines.append("Targets: " + ", ".join(f"{t['name']} ({t['have']} in train, {t['want']} asked)"
+                                             for t in plan["targets"]))
+    calls = summary.get("calls")
+    if calls:
+        cost = summary.get("cost_usd")
+        lines.append(f"Teacher {plan['teacher'].get('model', '')}: {calls['calls']} request(s), "
+                     f"{calls['prompt_tokens']:,} prompt + {calls['completion_tokens']:,} answer tokens"
+                     + (f", ${cost:,.4f}" if cost is not None else " (no price set)") + ".")
+    for f in summary.get("findings", []):
+        lines.append(f"[{f['severity']}] {f['message']}" + (f" Next: {f['next_step']}" if f.get("next_step") else ""))
+    sheet = summary.get("sheet") or {}
+    if sheet:
+        lines.append(f"Review sheet: {sheet['html']} (or {sheet['csv']}); fill in decision (accept | edit | reject), "
+                     f"then: ftkit augment {engagement.slug} --review FILLED.csv")
+    return lines
