@@ -9,7 +9,7 @@ comparison on different prompts would not be paired any more.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ftkit.errors import PhaseFailed
 
@@ -27,6 +27,7 @@ class BaselineRecord:
     max_new_tokens: int
     batch_size: int
     backend: str
+    excluded: dict = field(default_factory=dict)  # source -> test examples left out: not the client's own
 
     @property
     def headline_metric(self) -> str:
@@ -52,12 +53,26 @@ def load_baseline(run) -> BaselineRecord:
         raise PhaseFailed(f"The baseline answered {len(missing)} example(s) that are not in the latest data audit's "
                           f"test split ({', '.join(missing[:5])}): the data audit was re-run after the baseline. "
                           f"Re-run the baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
+    predictions, excluded = client_examples_only(predictions, by_id)
     gen = results.generation
     spec = PromptSpec(system_prompt=prompt.get("system_prompt", ""), shots=prompt.get("shots", []),
                       seed=prompt.get("seed", 0))
     return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,
                          [by_id[p.id] for p in predictions], spec, int(gen.get("max_new_tokens") or 0),
-                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"))
+                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"), excluded)
+
+
+def client_examples_only(predictions: list, by_id: dict) -> tuple[list, dict]:
+    """The predictions of the client's own test examples, and {source: n} of those left out: a test record with
+    a ``source`` (synthetic, uat: see the split records' contract) is no yardstick of the client's task."""
+    kept, excluded = [], {}
+    for p in predictions:
+        source = by_id[p.id].get("source")
+        if source is None:
+            kept.append(p)
+        else:
+            excluded[source] = excluded.get(source, 0) + 1
+    return kept, excluded
 
 
 def prompts_for(baseline: BaselineRecord, tokenizer) -> list:
