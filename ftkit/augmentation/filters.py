@@ -2,9 +2,9 @@
 
 In order (a candidate gets the first reason that applies): ``shape`` (not an ``{"input", "answer"}`` object with
 text in both), ``record_check`` (the data audit's record checks: an error or warning), ``label_unknown`` (its
-label is not in the label set), ``off_target`` (a label target's candidate with another label), ``pii``
-(personal data or a secret: dropped, never masked), ``test_leak`` (an exact or near duplicate of a TEST example),
-``duplicate_train`` / ``near_duplicate_train`` (of a training example), ``duplicate_candidate`` /
+label is not in the label set), ``pii`` (personal data or a secret: dropped, never masked), ``test_leak`` (an
+exact or near duplicate of a TEST example), ``duplicate_train`` / ``near_duplicate_train`` (of a training
+example), ``off_target`` (a label target's candidate with another label), ``duplicate_candidate`` /
 ``near_duplicate_candidate`` (of an earlier candidate that was kept).
 
 Near duplicates use the data audit's MinHash signatures (``ftkit.data.duplicates``) and its
@@ -64,7 +64,7 @@ def to_messages(item, system_prompt: str) -> list[dict] | None:
     return system + [{"role": "user", "content": text.strip()}, {"role": "assistant", "content": answer.strip()}]
 
 
-def check_one(messages: list[dict], task: TaskContext, labels: tuple[str, ...], target: dict | None) -> tuple[str, str]:
+def check_one(messages: list[dict], task: TaskContext, labels: tuple[str, ...]) -> tuple[str, str]:
     """(reason, detail) of the per-candidate checks (record checks, label, PII); ("", "") when it passes."""
     for code, message, _, _ in run_record_checks(messages, task):
         if CHECKS[code].severity in REJECTED_SEVERITIES:
@@ -73,8 +73,6 @@ def check_one(messages: list[dict], task: TaskContext, labels: tuple[str, ...], 
     if labels and (task.type == "classification" or task.label_field):
         if label is None or label not in labels:
             return "label_unknown", f"label {label!r} is not one of {', '.join(labels[:12])}"
-        if target and target.get("kind") == "label" and label != target.get("label"):
-            return "off_target", f"label {label!r}, asked for {target.get('label')!r}"
     hits = [h for texts in find_pii_many([m["content"] for m in messages]) for h in texts]
     if hits:
         return "pii", ", ".join(sorted({h.kind for h in hits}))
@@ -92,7 +90,7 @@ def filter_candidates(candidates: list[dict], train: list[dict], test: list[dict
         if messages is None:
             out.rejected.append({**cand, "reason": "shape", "detail": REASONS["shape"]})
             continue
-        reason, detail = check_one(messages, task, labels, (targets or {}).get(cand["target"]))
+        reason, detail = check_one(messages, task, labels)
         if reason:
             out.rejected.append({**cand, "messages": messages, "reason": reason, "detail": detail})
             continue
@@ -118,6 +116,9 @@ def filter_candidates(candidates: list[dict], train: list[dict], test: list[dict
         elif near_train[i] is not None:
             reason, detail = "near_duplicate_train", (f"like training example {train[near_train[i][0]].get('id')} "
                                                       f"(similarity {near_train[i][1]:.2f})")
+        elif (target := (targets or {}).get(cand["target"]) or {}).get("kind") == "label" and \
+                cand["label"] != target.get("label"):
+            reason, detail = "off_target", f"label {cand['label']!r}, asked for {target.get('label')!r}"
         elif key in kept_keys:
             reason, detail = "duplicate_candidate", f"same as candidate {kept_keys[key]}"
         else:
