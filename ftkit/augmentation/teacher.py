@@ -68,7 +68,7 @@ class HttpTeacher:
     model: str
     api_key_env: str = ""
     max_retries: int = MAX_RETRIES
-    backoff_s: float = BACKOFF_S
+    backoff_s: float | None = None  # None: the module's BACKOFF_S, read at each wait
     timeout_s: float = TIMEOUT_S
 
     @property
@@ -115,7 +115,8 @@ class HttpTeacher:
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 last = str(getattr(err, "reason", err))
             if attempt < self.max_retries:
-                time.sleep(self.backoff_s * 2 ** attempt if wait is None else wait)
+                backoff = BACKOFF_S if self.backoff_s is None else self.backoff_s
+                time.sleep(backoff * 2 ** attempt if wait is None else wait)
         raise TeacherError("teacher.gave_up", f"{self.url} failed {self.max_retries + 1} times (last: {last}); "
                            f"check that the teacher is up (and its rate limits), then run `ftkit augment` again: it "
                            f"continues where it stopped.")
