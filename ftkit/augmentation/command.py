@@ -116,27 +116,58 @@ def generate(engagement, teacher=None, restart: bool = False, on_event=print) ->
     config = load_config(engagement.config_path)
     audit_run, train, test = _splits(engagement)
     with engagement_lock(engagement.lock_path, "ftkit augment"):
-        teacher = teacher or _teacher(config)
-        plan = make_plan(config, audit_run, train, teacher.identity(), suitability_says_not_yet(engagement))
-        if not plan["targets"]:
-            on_event(f"No label or slice has fewer than {config.augmentation.min_per_target} training examples "
-                     f"(augmentation.min_per_target) and suitability does not say \"not yet\": nothing to augment.")
-            return {"plan": plan, "findings": [Finding("info", "augment.no_targets", "No thin label or slice.").to_dict()]}
-        folder = engagement.path / FOLDER
-        sha = plan_sha256(plan)
-        run_dir = None if restart else _resumable(folder, sha)
-        if run_dir is None:
-            run_dir = folder / _new_run_id()
-            log = CandidateLog.create(run_dir / LOG_NAME, plan)
-        else:
-            log = CandidateLog.open(run_dir / LOG_NAME)
-            on_event(f"Continuing {run_dir.name}: {len(log.calls)} of {len(plan['schedule'])} requests were done.")
-        findings = _run_requests(log, plan, train, teacher, on_event)
-        if log.complete is None:
-            summary = _summary(run_dir, plan, log, None, findings, status="stopped")
-            _write_summary(run_dir, summary)
-            return summary
-        return _filter_and_sheet(engagement, config, run_dir, plan, log, train, test, findings, on_event)
+        return generate_from(engagement, config, audit_run, train, test, engagement.path / FOLDER, teacher,
+                             restart, on_event)
+
+
+def generate_from(engagement, config, audit_run: str, train: list[dict], test: list[dict], folder: Path,
+                  teacher=None, restart: bool = False, on_event=print) -> dict:
+    """Step 1 on given splits, its runs under ``folder`` (the caller holds the engagement lock)."""
+    teacher = teacher or _teacher(config)
+    plan = make_plan(config, audit_run, train, teacher.identity(), suitability_says_not_yet(engagement))
+    if not plan["targets"]:
+        message = (f"No label or slice has fewer than {config.augmentation.min_per_target} training examples "
+                   f"(augmentation.min_per_target) and suitability does not say \"not yet\": nothing to augment.")
+        on_event(message)
+        return {"plan": plan, "status": None, "findings": [Finding("info", "augment.no_targets", message).to_dict()]}
+    sha = plan_sha256(plan)
+    run_dir = None if restart else _resumable(folder, sha)
+    if run_dir is None:
+        run_dir = folder / _new_run_id()
+        log = CandidateLog.create(run_dir / LOG_NAME, plan)
+    else:
+        log = CandidateLog.open(run_dir / LOG_NAME)
+        on_event(f"Continuing {run_dir.name}: {len(log.calls)} of {len(plan['schedule'])} requests were done.")
+    findings = _run_requests(log, plan, train, teacher, on_event)
+    if log.complete is None:
+        summary = _summary(run_dir, plan, log, None, findings, status="stopped")
+        _write_summary(run_dir, summary)
+        return summary
+    return _filter_and_sheet(engagement, config, run_dir, plan, log, train, test, findings, on_event)
+
+
+def split_records(result) -> dict[str, list[dict]]:
+    """The split records of a data audit still in memory (``AuditResult``), as its train/test.jsonl will hold them."""
+    out: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
+    result.spool.seek(0)
+    text = io.TextIOWrapper(result.spool, encoding="utf-8")
+    try:
+        valid = (i for i, m in enumerate(result.metas) if m.get("valid"))
+        for line, index in zip(text, valid):
+            name = result.splits.get(index)
+            if name:
+                out[name].append(json.loads(line))
+    finally:
+        text.detach()  # the spool stays open for write_outputs
+    return out
+
+
+def generate_in_run(run, result, on_event=lambda message: None) -> dict:
+    """The data audit notebook's optional section: step 1 on this run's splits, under ``<run>/augmentation/``
+    (hashed with the run's outputs; the runner holds the lock). Review as usual with ``ftkit augment --review``."""
+    splits = split_records(result)
+    return generate_from(run.engagement, run.config, run.run_id, splits["train"], splits["test"],
+                         run.run_dir / FOLDER, on_event=on_event)
 
 
 def _teacher(config):
@@ -282,9 +313,16 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
 
 # -- step 2: the filled sheet -> the synthetic data file ------------------------------------------------------
 
+def _review_runs(engagement) -> list[Path]:
+    """Augmentation runs with a review sheet: ``ftkit augment``'s and the data audit notebook's, oldest first."""
+    keys = list(engagement.path.glob(f"{FOLDER}/*/review_key.json"))
+    keys += engagement.runs_dir("data_audit").glob(f"*/{FOLDER}/*/review_key.json")
+    return sorted((k.parent for k in keys), key=lambda p: p.name)
+
+
 def _review_run(engagement, run_id: str = "") -> Path:
     folder = engagement.path / FOLDER
-    runs = sorted(p for p in folder.glob("*") if (p / "review_key.json").is_file()) if folder.is_dir() else []
+    runs = _review_runs(engagement)
     if run_id:
         runs = [p for p in runs if p.name == run_id]
     if not runs:
@@ -337,9 +375,9 @@ def _sheet_run(engagement, filled: Path) -> str:
     from ftkit.fsutil import read_json
 
     sheet = sheet_id_of(filled)
-    for run in sorted((engagement.path / FOLDER).glob("*/review_key.json")):
-        if read_json(run)["sheet_id"] == sheet:
-            return run.parent.name
+    for run in _review_runs(engagement):
+        if read_json(run / "review_key.json")["sheet_id"] == sheet:
+            return run.name
     return ""
 
 

@@ -437,6 +437,22 @@ def sources_section(result: AuditResult):
     return Section().table(sources_table(result)).add(sources_finding(per_split))
 
 
+def augmentation(run, result: AuditResult, enabled: bool = False):
+    """Optional, off by default: `ftkit augment`'s first step on this run's splits (teacher candidates for thin
+    labels, filtered, a review sheet under this run's augmentation/ folder). value: its summary (or None)."""
+    from ftkit.findings import Finding
+    from ftkit.section import Section
+
+    if not enabled:
+        return Section(notes=["Not run (notebook parameter augment is off): run `ftkit augment "
+                              f"{run.engagement.slug}` after the audit for teacher-drafted candidates."])
+    from ftkit.augmentation.command import describe, generate_in_run
+
+    summary = generate_in_run(run, result)
+    return Section(value=summary, notes=describe(summary, run.engagement)).add(
+        *[Finding(**f) for f in summary.get("findings", [])])
+
+
 def settings_findings(config) -> list[tuple]:
     """Empty settings a reader would notice: no objective, no system prompt."""
     out = []

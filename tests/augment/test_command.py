@@ -142,10 +142,16 @@ def test_review_round_trip_writes_provenance_and_the_next_data_audit_counts_them
     assert out["file"] in load_config(engagement.config_path).data.files
     assert "synthetic_data_added" in engagement.audit_path.read_text()
 
-    [outcome] = run_phases(engagement, ["data_audit"], {}, progress=False)
+    # The next data audit, with its optional augmentation section on: the teacher's (repeated) last answer is now
+    # a copy of accepted training examples, so the section's filters reject it as such.
+    set_settings(engagement, {"augmentation.min_per_target": 1000, "augmentation.max_calls": 2})
+    [outcome] = run_phases(engagement, ["data_audit"], {"augment": True}, progress=False)
     assert outcome.succeeded, outcome.error
     run = engagement.latest_run_dir("data_audit")
     results = json.loads((run / "results.json").read_text())
+    [in_run] = (run / "augmentation").iterdir()
+    assert json.loads((in_run / "augment.json").read_text())["filtered"]["rejected"]["duplicate_train"] == 4
+    assert any(f["code"] == "augment.filtered" for f in results["findings"])
     sources = results["results"]["stats"]["sources"]
     assert sources["per_split"]["train"]["synthetic"] == 5
     label, _ = thinnest(train)
