@@ -403,6 +403,8 @@ def _recheck(config, plan: dict, train: list[dict], test: list[dict]):
 
 def _accepted_records(key: dict, decisions: dict, plan: dict, summary: dict, reviewer: str, sheet_sha: str,
                       sheet_name: str) -> list[dict]:
+    from ftkit.data.pii import mask  # a reviewer's comment may quote personal data: it is masked in the record
+
     targets = {t["name"]: t for t in plan["targets"]}
     out = []
     for item in key["items"]:
@@ -418,7 +420,7 @@ def _accepted_records(key: dict, decisions: dict, plan: dict, summary: dict, rev
             "target": item["target"], "call": item["call"], "seed": item["seed"],
             "prompt_sha256": item["prompt_sha256"], "sampling": plan["sampling"],
             "data_audit_run": plan["data_audit_run"], "decision": d["decision"], "reviewer": reviewer,
-            "review_comment": d["comment"], "sheet": sheet_name, "sheet_sha256": sheet_sha,
+            "review_comment": mask(d["comment"]), "sheet": sheet_name, "sheet_sha256": sheet_sha,
             "sheet_id": key["sheet_id"]}}
         if target.get("kind") == "slice":
             record["metadata"] = {target["field"]: target["value"]}  # the data audit carries it into `fields`
@@ -487,6 +489,6 @@ def describe(summary: dict, engagement) -> list[str]:
         lines.append(f"[{f['severity']}] {f['message']}" + (f" Next: {f['next_step']}" if f.get("next_step") else ""))
     sheet = summary.get("sheet") or {}
     if sheet:
-        lines.append(f"Review sheet: {sheet['html']} (or {sheet['csv']}); fill in decision (accept | edit | reject), "
-                     f"then: ftkit augment {engagement.slug} --review FILLED.csv")
+        lines.append(f"Review sheet: {engagement.path / sheet['html']} (or review.csv beside it); fill in decision "
+                     f"(accept | edit | reject), then: ftkit augment {engagement.slug} --review FILLED.csv")
     return lines

@@ -255,3 +255,25 @@ def test_cost_and_teacher_problem_findings_on_both_sides_of_the_share():
     [low] = teacher_findings({"calls": calls, "problems": {"teacher.not_json": at}}, 0)
     [high] = teacher_findings({"calls": calls, "problems": {"teacher.not_json": at + 1}}, 0)
     assert (low.severity, high.severity) == ("info", "warning") and low.code == "augment.not_json"
+
+
+def test_not_yet_from_the_typed_suitability_results_makes_the_whole_set_the_target(make_engagement):
+    from ftkit.augmentation.command import make_plan, suitability_says_not_yet
+    from ftkit.config import load_config
+    from ftkit.fsutil import atomic_write_json
+    from ftkit.suitability_phase import SuitabilityResults
+
+    engagement = make_engagement("few", n=20)
+    assert not suitability_says_not_yet(engagement)  # suitability has not run
+    values = dict(recommendation="not_yet", headline="", criteria=[], method="", method_reason="", hosting="",
+                  hosting_reason="", readiness="insufficient", n_examples=20, params_b=0.1, risks=[], would_change=[],
+                  timeline_weeks=[2, 6], timeline_plan=[])
+    for recommendation, expected in (("not_yet", True), ("fine_tune", False)):
+        results = SuitabilityResults(**{**values, "recommendation": recommendation})
+        run = engagement.runs_dir("suitability") / f"R-{recommendation}"
+        atomic_write_json(run / "results.json", {"schema": results.schema(), "results": results.to_results()})
+        engagement.set_latest("suitability", run.name)
+        assert suitability_says_not_yet(engagement) is expected
+    train = [rec(i, f"ticket {i}") for i in range(5)]
+    plan = make_plan(load_config(engagement.config_path), "A", train, {"kind": "x"}, True)
+    assert [t["kind"] for t in plan["targets"]] == ["all"] and len(plan["schedule"]) == 20  # 100 asked, 5 per call
