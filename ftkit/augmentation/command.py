@@ -209,7 +209,8 @@ def _run_requests(log: CandidateLog, plan: dict, train: list[dict], teacher, on_
                             f"answers: it continues with request {call + 1}.")]
         items, problem = parse_candidates(reply.text)
         log.add_call({"call": call, "target": target.name, "seed": seed, "n_asked": step["n"],
-                      "shots": [r.get("id") for r in shots], "prompt_sha256": request_sha256(messages),
+                      "shots": [r.get("id") for r in shots], "request": messages,
+                      "prompt_sha256": request_sha256(messages),
                       "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                       "finish_reason": reply.finish_reason, "latency_s": round(reply.latency_s, 3),
                       "retries": reply.retries, "problem": problem, "reply_excerpt": reply.text[:200] if problem else "",

@@ -95,6 +95,8 @@ def test_every_filter_and_bad_answer_is_counted_with_the_teacher_recorded(augmen
     assert plan["teacher"] == {"kind": "openai_compatible", "base_url": server.base_url, "model": "fixed-teacher",
                                "api_key_env": "TEACHER_KEY"}
     assert "sk-test-123" not in "".join(p.read_text() for p in run.parent.iterdir())  # the key is never written
+    calls = [json.loads(line) for line in (run.parent / "candidates.jsonl").read_text().splitlines()][1:-1]
+    assert calls[0]["request"] == body["messages"] and calls[0]["seed"] == 0 and calls[1]["seed"] == 1
 
 
 def _fill(sheet_path, decisions: dict[int, tuple[str, str]], reviewer: str = "Dana") -> str:
