@@ -258,6 +258,9 @@ def cost_usd(totals: dict, prices: dict) -> float | None:
 
 
 def rejection_findings(counts: dict, kept: int, total: int) -> list[Finding]:
+    if not total:
+        return [Finding("warning", "augment.no_candidates", "The teacher's answers held no candidate at all.",
+                        "Use a stronger teacher (augmentation.teacher) and run `ftkit augment --restart`.")]
     rejected = {r: n for r, n in counts.items() if n}
     text = "; ".join(f"{n} {REASONS[r]}" for r, n in sorted(rejected.items(), key=lambda kv: -kv[1])) or "none"
     out = [Finding("info", "augment.filtered", f"{kept} of {total} candidates passed the filters and go to review; "
@@ -265,7 +268,7 @@ def rejection_findings(counts: dict, kept: int, total: int) -> list[Finding]:
     if counts.get("test_leak"):
         out.append(Finding("info", "augment.test_leak", f"{counts['test_leak']} candidate(s) were copies or near "
                            f"copies of test examples and were dropped, so the test set stays unseen."))
-    if total and not kept:
+    if not kept:
         out.append(Finding("warning", "augment.none_kept", "No candidate passed the filters.",
                            "Use a stronger teacher (augmentation.teacher) and run `ftkit augment --restart`."))
     return out

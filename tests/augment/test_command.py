@@ -164,3 +164,5 @@ def test_review_round_trip_writes_provenance_and_the_next_data_audit_counts_them
     trained = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
     carried = [r for r in trained if r.get("source") == "synthetic"]
     assert len(carried) == 5 and carried[0]["provenance"]["sheet_sha256"] == prov["sheet_sha256"]
+    from ftkit.cli import main
+    assert main(["verify", engagement.slug, "--root", str(engagement.root)]) == 0  # the new event keeps the chain

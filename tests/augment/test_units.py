@@ -277,3 +277,12 @@ def test_not_yet_from_the_typed_suitability_results_makes_the_whole_set_the_targ
     train = [rec(i, f"ticket {i}") for i in range(5)]
     plan = make_plan(load_config(engagement.config_path), "A", train, {"kind": "x"}, True)
     assert [t["kind"] for t in plan["targets"]] == ["all"] and len(plan["schedule"]) == 20  # 100 asked, 5 per call
+
+
+def test_rejection_findings_name_no_candidates_and_none_kept():
+    from ftkit.augmentation.command import rejection_findings
+
+    assert [f.code for f in rejection_findings({}, 0, 0)] == ["augment.no_candidates"]
+    codes = [f.code for f in rejection_findings({"pii": 2, "test_leak": 1}, 0, 3)]
+    assert codes == ["augment.filtered", "augment.test_leak", "augment.none_kept"]
+    assert [f.code for f in rejection_findings({"pii": 1}, 2, 3)] == ["augment.filtered"]
