@@ -4,6 +4,6 @@ people and written with their provenance (``source: synthetic``) to a new data f
 Modules: ``targets`` (which labels/slices are thin), ``teacher`` (OpenAI-compatible HTTP or the local base
 model), ``prompts`` (the request and the parsing of the answer), ``candidates`` (the resumable candidates log),
 ``filters`` (checks before any person sees a candidate), ``review`` (HTML + CSV sheet, read back), ``accept``
-(the synthetic data file and engagement.yaml), ``sources`` (counting sources in splits and trained iterations),
-``command`` (the two steps ``ftkit augment`` runs).
+(step 2: the synthetic data file and engagement.yaml), ``sources`` (synthetic examples per trained iteration),
+``layout`` (shared names), ``command`` (step 1 and the CLI entry point).
 """

@@ -113,7 +113,7 @@ def _fill(sheet_path, decisions: dict[int, tuple[str, str]], reviewer: str = "Da
 
 
 def test_review_round_trip_writes_provenance_and_the_next_data_audit_counts_them(augmented, tmp_path):
-    from ftkit.augmentation.command import accept
+    from ftkit.augmentation.accept import accept
     from ftkit.config import load_config
     from ftkit.errors import DataError
     from ftkit.runner import run_phases
