@@ -26,6 +26,7 @@ from ftkit.augmentation.prompts import build_request, parse_candidates, request_
 from ftkit.augmentation.targets import NOT_YET, choose_targets, label_set, pick_shots
 from ftkit.errors import FtkitError
 from ftkit.findings import Finding
+from ftkit.fsutil import read_json
 
 MAX_CONSECUTIVE_PROBLEMS = 5  # unusable teacher answers in a row after which generation stops (a broken teacher)
 TEACHER_PROBLEM_WARN = 0.2  # share (0-1) of requests with an unusable answer above which the finding is a warning
@@ -45,7 +46,6 @@ def _splits(engagement) -> tuple[str, list[dict], list[dict]]:
 
 def suitability_says_not_yet(engagement) -> bool:
     """True when the latest suitability run's typed results recommend "not yet" (too few examples)."""
-    from ftkit.fsutil import read_json
     from ftkit.phase_results import load_or_none
 
     run_dir = engagement.latest_run_dir("suitability")
@@ -99,6 +99,15 @@ def _resumable(folder: Path, sha: str) -> Path | None:
     return None
 
 
+def _finished(folder: Path, sha: str) -> Path | None:
+    """The newest finished run (with its summary) of this plan, else None."""
+    for run in sorted((p for p in folder.glob("*") if (p / SUMMARY).is_file()), reverse=True):
+        summary = read_json(run / SUMMARY)
+        if summary.get("plan_sha256") == sha and summary.get("status") != "stopped":
+            return run
+    return None
+
+
 def generate(engagement, teacher=None, restart: bool = False, on_event=print) -> dict:
     """Step 1; returns the summary written to ``augment.json``. ``teacher``: injected in tests, else from config."""
     from ftkit.config import load_config
@@ -122,6 +131,11 @@ def generate_from(engagement, config, audit_run: str, train: list[dict], test: l
         on_event(message)
         return {"plan": plan, "status": None, "findings": [Finding("info", "augment.no_targets", message).to_dict()]}
     sha = plan_sha256(plan)
+    done = None if restart else _finished(folder, sha)
+    if done is not None:
+        on_event(f"{done.name} already ran with these settings and this data audit; its results follow. For a new "
+                 f"draw change augmentation.seed (or the settings) or pass --restart.")
+        return read_json(done / SUMMARY)
     run_dir = None if restart else _resumable(folder, sha)
     if run_dir is None:
         run_dir = folder / _new_run_id()

@@ -90,3 +90,7 @@ def test_a_kill_mid_generation_leaves_no_data_or_sheet_and_the_rerun_continues(a
     assert sorted(calls) == list(range(len(calls))) and rows[-1]["kind"] == "complete"
     assert [p.name for p in (audited.path / "augmentation").iterdir()] == [run.name]
     assert (run / "review.csv").is_file()
+    requests = len(server.requests)
+    third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # same plan, done: reused
+    assert third.returncode == 0 and "already ran with these settings" in third.stdout
+    assert len(server.requests) == requests and len(list((audited.path / "augmentation").iterdir())) == 1
