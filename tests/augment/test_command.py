@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import set_settings
+from augment_helpers import set_settings
 
 SYSTEM = None  # the demo's system prompt, read from the engagement below
 

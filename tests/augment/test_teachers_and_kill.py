@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import set_settings
+from augment_helpers import set_settings
 from ftkit.cli import main
 
 
