@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run folder (phases/NN_phase/runs/RUN_ID) with environment.txt or manifest.json")
     p.add_argument("-o", "--output", metavar="FILE", default="", help="write to FILE instead of printing")
 
+    p = sub.add_parser("augment", help="teacher-drafted candidates for thin labels: filtered, a review sheet; "
+                       "--review reads it back into a new data file (source: synthetic)")
+    p.add_argument("client", help=CLIENT_HELP)
+    p.add_argument("--review", default="", metavar="FILLED_CSV",
+                   help="a filled review sheet: accepted and edited candidates go to data/synthetic-*.jsonl")
+    p.add_argument("--run", default="", metavar="RUN_ID", help="with --review: the augmentation run the sheet "
+                   "belongs to (default: found from the sheet's item ids)")
+    p.add_argument("--restart", action="store_true",
+                   help="start a new candidates log instead of continuing an unfinished one with the same plan")
+    _root_arg(p)
+
     data = sub.add_parser("data", help="data tools outside an engagement")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data_sub.add_parser("check", help="check a data file: formats, structure, duplicates, PII")
@@ -337,6 +348,13 @@ def _env(args) -> int:
     else:
         print(text, end="")
     return 0
+
+
+@command("augment")
+def _augment(args) -> int:
+    from ftkit.augmentation.command import augment_command
+
+    return augment_command(args.client, args.root, review=args.review, restart=args.restart, run_id=args.run)
 
 
 @command("data")

@@ -409,6 +409,67 @@ class SuitabilitySettings:
 
 
 @dataclass
+class TeacherSettings:
+    base_url: str = field(default="", metadata=_help(
+        "OpenAI-compatible endpoint of the teacher model (a provider, a local vLLM, or `ftkit serve`), e.g. "
+        "https://api.openai.com/v1; empty = the local base model drafts the candidates."))
+    model: str = field(default="", metadata=_help("Teacher model name sent with each request (required with base_url)."))
+    api_key_env: str = field(default="", metadata=_help(
+        "NAME of the environment variable holding the teacher's key (sent as a Bearer token); empty = none."))
+
+    def __post_init__(self):
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if self.base_url and not self.model:
+            raise ValueError("model is required when base_url is set")
+
+
+@dataclass
+class AugmentationSettings:
+    teacher: TeacherSettings = field(default_factory=TeacherSettings, metadata=_help(
+        "Who drafts candidate examples for `ftkit augment`."))
+    min_per_target: int = field(default=30, metadata=_help(
+        "A label (or slice value) with fewer training examples than this is a target for new candidates."))
+    slice_fields: list[str] = field(default_factory=list, metadata=_help(
+        "Record fields (the split records' `fields`, e.g. channel) whose thin values are targets too."))
+    candidates_per_target: int = field(default=20, metadata=_help(
+        "Candidates asked for per target (before filters and review)."))
+    whole_set_candidates: int = field(default=100, metadata=_help(
+        "Candidates asked for across the whole task when the suitability verdict is \"not yet\"."))
+    per_call: int = field(default=5, metadata=_help("Candidates asked for in one teacher request."))
+    shots: int = field(default=4, metadata=_help("Training-split examples shown to the teacher per request."))
+    temperature: float = field(default=0.8, metadata=_help("Teacher sampling temperature (0-2)."))
+    top_p: float = field(default=0.95, metadata=_help("Teacher nucleus sampling (0-1]."))
+    max_tokens: int = field(default=600, metadata=_help("Longest teacher answer per request, in tokens."))
+    seed: int = field(default=0, metadata=_help("Seed of the few-shot draws and of each request (seed + call number)."))
+    max_calls: int = field(default=50, metadata=_help("Most teacher requests one `ftkit augment` may make."))
+    max_tokens_total: int = field(default=200_000, metadata=_help(
+        "Most tokens (prompt + answer) the teacher may use in one `ftkit augment`; it stops there."))
+    usd_per_1k_input_tokens: float = field(default=0.0, metadata=_help(
+        "Teacher price per 1,000 prompt tokens (USD; 0 = not priced, e.g. a local teacher)."))
+    usd_per_1k_output_tokens: float = field(default=0.0, metadata=_help(
+        "Teacher price per 1,000 answer tokens (USD; 0 = not priced)."))
+
+    def __post_init__(self):
+        problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in (
+            ("min_per_target", self.min_per_target >= 1, "1 or more"),
+            ("candidates_per_target", self.candidates_per_target >= 1, "1 or more"),
+            ("whole_set_candidates", self.whole_set_candidates >= 1, "1 or more"),
+            ("per_call", 1 <= self.per_call <= 50, "between 1 and 50"),
+            ("shots", 0 <= self.shots <= 20, "between 0 and 20"),
+            ("temperature", 0 <= self.temperature <= 2, "between 0 and 2"),
+            ("top_p", 0 < self.top_p <= 1, "above 0 and at most 1"),
+            ("max_tokens", self.max_tokens >= 16, "16 or more"),
+            ("max_calls", self.max_calls >= 1, "1 or more"),
+            ("max_tokens_total", self.max_tokens_total >= 1, "1 or more"),
+            ("usd_per_1k_input_tokens", self.usd_per_1k_input_tokens >= 0, "0 or more"),
+            ("usd_per_1k_output_tokens", self.usd_per_1k_output_tokens >= 0, "0 or more"),
+        ) if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
 class EngagementConfig:
     schema_version: int = field(default=1, metadata=_help("Format version of this file; leave as is."))
     client: ClientSettings = field(default_factory=ClientSettings, metadata=_help("Who the work is for."))
@@ -425,6 +486,8 @@ class EngagementConfig:
     budget: BudgetSettings = field(default_factory=BudgetSettings, metadata=_help("Budget and hardware."))
     suitability: SuitabilitySettings = field(default_factory=SuitabilitySettings, metadata=_help(
         "Answers to the suitability questionnaire (phase 1)."))
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings, metadata=_help(
+        "`ftkit augment`: teacher-drafted candidate examples for thin labels, filtered and reviewed by people."))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -200,10 +200,18 @@ def _report_context(engagement: Engagement) -> dict:
         config=config, client=engagement.slug, sections=sections, chain=chain,
         summary=summary, hosting_note=hosting_note(summary["cost"], results.get("suitability")),
         doc_index=documentation_index(engagement, engagement.report_dir), environment=environment(sections),
+        training_data=_training_data(engagement),
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE,
         findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])],
         uat=uat_section(engagement))
+
+
+def _training_data(engagement: Engagement) -> list[dict]:
+    """Per training iteration: the examples it trained on by source (synthetic included; ftkit/augmentation)."""
+    from ftkit.augmentation.sources import training_data_by_iteration
+
+    return training_data_by_iteration(engagement)
 
 
 def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:

@@ -142,6 +142,9 @@ NASTY_COMMANDS = [
     ["run", "acme", "--phase", "baseline", "--root", "{root}"],
     ["verify", "客户", "--root", "{root}"],
     ["data", "check", "/no/such/file.jsonl"],
+    ["augment", "../acme", "--root", "{root}"],
+    ["augment", "acme", "--root", "{root}"],
+    ["augment", "acme", "--review", "/no/such/review.csv", "--root", "{root}"],
 ]
 
 

@@ -92,7 +92,8 @@ TEXT_FIELDS = _text_fields()
 
 # Free-text settings with a format of their own: the hostile value is put where that format allows text.
 SHAPED = {"base_model.chat_template": lambda v: f"t{v}.jinja",  # a template file path
-          "training.accelerate_config": lambda v: f"a{v}.yaml"}  # an accelerate config file path
+          "training.accelerate_config": lambda v: f"a{v}.yaml",  # an accelerate config file path
+          "augmentation.teacher.base_url": lambda v: f"http://teacher/{v}"}  # a URL
 
 
 def _shaped(name: str, value: str) -> str:

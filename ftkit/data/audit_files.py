@@ -169,6 +169,8 @@ def process_chunk(items: list[RawItem], fmt_name: str, opts: AuditOptions, ctx: 
                 record_issues.append(_issue(code, item.line, safe_text(msg), excerpt))
         label = derive_label(ex.messages, opts.task, ex.label) if not ex.fatal else None
         meta = _meta(item.line, ex.messages, label, ex.id, seed) if not ex.fatal else {"line": item.line}
+        if ex.source is not None:
+            meta["source"] = ex.source  # synthetic, uat...: counted per split and label, trained on only
         if opts.scan_pii and not ex.fatal:
             pii_issues, meta["pii"] = _pii_issues(item.line, ex.messages, hits_of)
             record_issues += pii_issues

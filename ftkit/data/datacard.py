@@ -18,6 +18,24 @@ def _labels_line(stats: dict) -> str:
             f"Most frequent: {top}.")
 
 
+def _sources_line(stats: dict) -> str:
+    """The share of each source per split and per label (the client's own records have no ``source``)."""
+    sources = stats.get("sources") or {}
+    per_split = sources.get("per_split") or {}
+    if not per_split or sources.get("sources", ["client"]) == ["client"]:
+        return "No: every record is the client's own (no record carries a `source`)."
+    def share(counts: dict) -> str:
+        total = sum(counts.values()) or 1
+        return ", ".join(f"{k} {v:,} ({100 * v / total:.1f} %)" for k, v in counts.items())
+    parts = [f"{name}: {share(c)}" for name, c in per_split.items()]
+    labels = [f"{lab}: {share(c)}" for lab, c in (sources.get("train_per_label") or {}).items()
+              if set(c) != {"client"}]
+    return ("Per split: " + "; ".join(parts) + "." + (" Training split per label: " + "; ".join(labels) + "."
+            if labels else "") + " Synthetic (`ftkit augment`, teacher-drafted and reviewed by people) and UAT "
+            "records are training data only; validation and test are the client's own, and the evaluation scores "
+            "the client's own test examples only.")
+
+
 def render_data_card(stats: dict, context: dict) -> str:
     """Markdown data card. ``context``: client, objective, task_type, files, frameworks, redact_pii, verdict."""
     dups = stats.get("duplicates", {})
@@ -36,6 +54,7 @@ def render_data_card(stats: dict, context: dict) -> str:
             ("How many instances are there?", f"{stats.get('n_records', 0):,} records delivered in {files}; "
              f"{stats.get('n_valid', 0):,} passed the checks."),
             ("Is there a label or target for each instance?", _labels_line(stats)),
+            ("Is any of the data synthetic or from sources other than the client?", _sources_line(stats)),
             ("Are there recommended data splits?", "Train/validation/test written by the audit: " +
              (", ".join(f"{k} {v:,}" for k, v in splits.items()) or "none") + " (seeded, stratified, near-duplicate "
              "groups kept together)."),

@@ -8,7 +8,7 @@ from ftkit.data import duplicates as dup
 from ftkit.data.checks import Issue, make_issue
 from ftkit.data.result import AuditResult
 from ftkit.data.splits import assign_splits, split_fractions
-from ftkit.data.stats import profile, profile_from
+from ftkit.data.stats import profile, profile_from, source_counts
 
 
 def dataset_checks(result: AuditResult, opts) -> None:
@@ -43,7 +43,9 @@ def dataset_checks(result: AuditResult, opts) -> None:
     result.leaked = _leakage(result, kept, test, sig_row, opts.near_duplicate_threshold)
     # splits
     leaked = set(result.leaked)
-    pool = [i for i in kept if i not in leaked]
+    # Records with a source (synthetic, uat) are training data only: validation and test measure the client's own.
+    sourced = [i for i in kept if i not in leaked and metas[i].get("source") is not None]
+    pool = [i for i in kept if i not in leaked and metas[i].get("source") is None]
     group_of = {i: i for i in pool}
     for g in near:
         for i in g:
@@ -55,6 +57,7 @@ def dataset_checks(result: AuditResult, opts) -> None:
                           [group_of[i] for i in pool], fractions, int(split.get("seed", 42)),
                           [metas[i]["order"] for i in pool])
     result.splits = dict(zip(pool, names))
+    result.splits.update({i: "train" for i in sourced})
     result.splits.update({i: "test" for i in test})
     result.stats = _stats(result, valid)
 
@@ -110,5 +113,6 @@ def _stats(result: AuditResult, valid: list[int]) -> dict:
         "pii": dict(Counter(h["kind"] for h in result.pii_hits())),
         "leaked_train_records": len(result.leaked),
         "splits": result.split_counts(),
+        "sources": source_counts(metas, result.splits),
     })
     return stats

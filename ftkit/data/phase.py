@@ -398,6 +398,61 @@ def splits_findings(result: AuditResult) -> list[tuple]:
     return out
 
 
+NON_CLIENT_SHARE_WARN = 0.5  # share (0-1) of the training split from other sources (synthetic, uat) above which
+#                             the model would learn more from the teacher or testers than from the client's data
+
+
+def sources_table(result: AuditResult) -> list[dict]:
+    """Examples per source (``client`` = the client's own) per split."""
+    per_split = (result.stats.get("sources") or {}).get("per_split") or {}
+    names = sorted({s for c in per_split.values() for s in c})
+    return [{"source": name, **{split: per_split.get(split, {}).get(name, 0) for split in ("train", "validation", "test")}}
+            for name in names]
+
+
+def sources_finding(per_split: dict) -> tuple:
+    """The training split's share from other sources; a warning above NON_CLIENT_SHARE_WARN."""
+    train = per_split.get("train") or {}
+    total = sum(train.values())
+    other = total - train.get("client", 0)
+    held_out = sum(n for split in ("validation", "test") for s, n in (per_split.get(split) or {}).items() if s != "client")
+    if not other and not held_out:
+        return ("info", "data.sources", "Every example is the client's own (no synthetic or UAT records).", "")
+    what = ", ".join(f"{n:,} {s}" for s, n in sorted(train.items()) if s != "client")
+    share = other / total if total else 0.0
+    tail = (f" {held_out:,} such record(s) are in a client test file: the evaluation leaves them out."
+            if held_out else " Validation and test are the client's own.")
+    message = f"{other:,} of {total:,} training examples ({share:.1%}) are not the client's own ({what}).{tail}"
+    if share > NON_CLIENT_SHARE_WARN:
+        return ("warning", "data.mostly_synthetic", message, "Collect more of the client's own examples, or accept "
+                "fewer synthetic ones: the model would learn the teacher's style more than the client's.")
+    return ("info", "data.sources", message, "")
+
+
+def sources_section(result: AuditResult):
+    """Where the examples came from: the client's own, synthetic (`ftkit augment`), UAT; per split."""
+    from ftkit.section import Section
+
+    per_split = (result.stats.get("sources") or {}).get("per_split") or {}
+    return Section().table(sources_table(result)).add(sources_finding(per_split))
+
+
+def augmentation(run, result: AuditResult, enabled: bool = False):
+    """Optional, off by default: `ftkit augment`'s first step on this run's splits (teacher candidates for thin
+    labels, filtered, a review sheet under this run's augmentation/ folder). value: its summary (or None)."""
+    from ftkit.findings import Finding
+    from ftkit.section import Section
+
+    if not enabled:
+        return Section(notes=["Not run (notebook parameter augment is off): run `ftkit augment "
+                              f"{run.engagement.slug}` after the audit for teacher-drafted candidates."])
+    from ftkit.augmentation.command import describe, generate_in_run
+
+    summary = generate_in_run(run, result)
+    return Section(value=summary, notes=describe(summary, run.engagement)).add(
+        *[Finding(**f) for f in summary.get("findings", [])])
+
+
 def settings_findings(config) -> list[tuple]:
     """Empty settings a reader would notice: no objective, no system prompt."""
     out = []

@@ -157,6 +157,34 @@ def profile_from(cols: ProfileColumns) -> dict:
     return out
 
 
+CLIENT_SOURCE = "client"  # how a record without a ``source`` (the client's own) is counted
+
+
+def source_counts(metas: list[dict], splits: dict[int, str]) -> dict:
+    """Where the split records came from: examples per source (``client`` = no ``source``: the client's own;
+    ``synthetic``, ``uat``, ... as records say), per split and, for the training split, per label.
+
+    >>> metas = [{"label": "a"}, {"label": "a", "source": "synthetic"}, {"label": "b"}]
+    >>> counts = source_counts(metas, {0: "train", 1: "train", 2: "test"})
+    >>> counts["per_split"], counts["train_per_label"]["a"], counts["synthetic_share"]["train"]
+    ({'test': {'client': 1}, 'train': {'client': 1, 'synthetic': 1}}, {'client': 1, 'synthetic': 1}, 0.5)
+    """
+    per_split: dict[str, Counter] = {}
+    per_label: dict[str, Counter] = {}
+    for i, name in splits.items():
+        source = metas[i].get("source") or CLIENT_SOURCE
+        per_split.setdefault(name, Counter())[source] += 1
+        if name == "train" and metas[i].get("label") is not None:
+            per_label.setdefault(str(metas[i]["label"]), Counter())[source] += 1
+    shares = {name: round(1 - c[CLIENT_SOURCE] / sum(c.values()), 4) for name, c in per_split.items() if c}
+    return {"per_split": {k: dict(sorted(v.items())) for k, v in sorted(per_split.items())},
+            "train_per_label": {k: dict(sorted(v.items())) for k, v in sorted(per_label.items())},
+            "synthetic_share": {k: round(per_split[k].get("synthetic", 0) / sum(per_split[k].values()), 4)
+                                for k in sorted(per_split)},
+            "non_client_share": dict(sorted(shares.items())),
+            "sources": sorted({s for c in per_split.values() for s in c})}
+
+
 def suggest_max_seq_length(token_counts: list[int], quantile: float = 0.99, step: int = 256) -> int:
     """The smallest multiple of ``step`` covering ``quantile`` of examples.
 

@@ -15,7 +15,7 @@ their hashes, and they are the evaluation's same-prompt view. Without a search b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ftkit.errors import PhaseFailed
 
@@ -35,6 +35,7 @@ class BaselineRecord:
     backend: str
     served_spec: object = None  # the fine-tuned model's PromptSpec; None = ``spec``
     served_predictions: list | None = None  # the base model under ``served_spec``; None = ``predictions``
+    excluded: dict = field(default_factory=dict)  # source -> test examples left out: not the client's own
 
     def __post_init__(self):
         self.served_spec = self.spec if self.served_spec is None else self.served_spec
@@ -94,9 +95,13 @@ def load_baseline(run) -> BaselineRecord:
                       seed=prompt.get("seed", 0), instruction=prompt.get("instruction", ""),
                       replace_system=bool(prompt.get("replace_system", False)))
     served_spec, served_preds = _served(run, prompt, predictions)
+    predictions, excluded = client_examples_only(predictions, by_id)
+    if served_preds is not None:  # the same examples on both views
+        kept = {p.id for p in predictions}
+        served_preds = [p for p in served_preds if p.id in kept]
     return BaselineRecord(run.upstream_dir("baseline").name, results, prompt, predictions,
                          [by_id[p.id] for p in predictions], spec, int(gen.get("max_new_tokens") or 0),
-                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"), served_spec, served_preds)
+                         int(gen.get("batch_size") or 16), str(gen.get("backend") or "local"), served_spec, served_preds, excluded)
 
 
 def _served(run, prompt: dict, predictions: list) -> tuple:
@@ -114,6 +119,19 @@ def _served(run, prompt: dict, predictions: list) -> tuple:
                           f"order, as its predictions.jsonl. Re-run the baseline (`ftkit run {run.engagement.slug} "
                           f"--phase baseline`) first.")
     return PromptSpec(**served["spec"]), preds
+
+
+def client_examples_only(predictions: list, by_id: dict) -> tuple[list, dict]:
+    """The predictions of the client's own test examples, and {source: n} of those left out: a test record with
+    a ``source`` (synthetic, uat: see the split records' contract) is no yardstick of the client's task."""
+    kept, excluded = [], {}
+    for p in predictions:
+        source = by_id[p.id].get("source")
+        if source is None:
+            kept.append(p)
+        else:
+            excluded[source] = excluded.get(source, 0) + 1
+    return kept, excluded
 
 
 def prompts_for(baseline: BaselineRecord, tokenizer) -> list:

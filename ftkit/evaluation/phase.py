@@ -32,6 +32,22 @@ def tiny_model_finding(is_tiny_random: bool):
                    "pipeline works, not how a real model behaves.", "Use the client's real base model for real results.")
 
 
+def real_test_note(n_scored: int, excluded: dict) -> str:
+    """The test-examples cell: how many, and that they are the client's own."""
+    left = ", ".join(f"{n} {source}" for source, n in sorted(excluded.items()))
+    return f"{n_scored} (the client's own only" + (f"; left out: {left})" if left else ")")
+
+
+def real_test_finding(n_scored: int, excluded: dict):
+    """Metrics are on the client's own test examples; say so, and how many others were left out (None if none)."""
+    if not excluded:
+        return None
+    left = ", ".join(f"{n} {source}" for source, n in sorted(excluded.items()))
+    return finding("info", "evaluation.real_test_only", f"Every metric is on the client's own {n_scored} test "
+                   f"examples; {left} test example(s) from other sources were left out of the yardstick.",
+                   "Re-run the data audit: synthetic and UAT records now go to the training split only.")
+
+
 def same_prompts_finding(n_prompts: int, chat_template_sha256: str):
     return finding("info", "evaluation.same_prompts",
                    f"All {n_prompts} prompts are byte-identical to the baseline's (sha256 per example; chat template "
@@ -220,12 +236,13 @@ def what_is_compared(run) -> Section:
         {"what": "baseline run", "value": f"{baseline.run_id} ({baseline.model_id})"},
         {"what": "fine-tuned model", "value": f"training run {current.run_id} (iteration {current.number} of "
                                               f"{len(all_iterations)}), {ft.kind}, tokenizer from {ft.description['tokenizer_from']}"},
-        {"what": "test examples", "value": len(baseline.records)},
+        {"what": "test examples", "value": real_test_note(len(baseline.records), baseline.excluded)},
         *_prompt_rows(baseline),
         {"what": "generation", "value": f"greedy, max_new_tokens = {baseline.max_new_tokens}, batch size {baseline.batch_size}"},
         {"what": "headline metric", "value": c.headline_metric},
     ]
-    return Section(value=c).table(rows).add(tiny_model_finding(bool(baseline.results.model.get("is_tiny_random"))))
+    return Section(value=c).table(rows).add(tiny_model_finding(bool(baseline.results.model.get("is_tiny_random"))),
+                                            real_test_finding(len(baseline.records), baseline.excluded))
 
 
 def _prompt_rows(baseline) -> list[dict]:
