@@ -272,6 +272,25 @@ class AcceptanceCriterion:
 
 
 @dataclass
+class SuspectLabelSettings:
+    enabled: bool = field(default=True, metadata=_help(
+        "After training, rank the examples whose given answer the fine-tuned model most confidently rejects and "
+        "write a review sheet (suspects/suspect_labels.csv and .html)."))
+    max_examples: int = field(default=300, metadata=_help(
+        "Examples scored (one forward pass each; classification: one per label unless the labels' first tokens "
+        "differ), sampled from train, validation and test in proportion; 0 = all."))
+    listed: int = field(default=50, metadata=_help("Most suspect examples listed in the review sheet."))
+
+    def __post_init__(self):
+        for name in ("max_examples", "listed"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"suspect_labels.{name} must be 0 or more, got {value}")
+        if isinstance(self.listed, int) and self.listed == 0:
+            raise ValueError("suspect_labels.listed must be at least 1, got 0 (turn the step off with enabled: false)")
+
+
+@dataclass
 class EvaluationSettings:
     acceptance: list[AcceptanceCriterion] = field(default_factory=list, metadata=_help(
         "Go/no-go criteria, e.g. [{metric: accuracy, min: 0.8}, {metric: regressions, max: 5}]."))
@@ -297,6 +316,8 @@ class EvaluationSettings:
         "Answer length cap (tokens) for the forgetting probe; its answers are a word or number."))
     examples_shown: int = field(default=8, metadata=_help(
         "Side-by-side baseline vs fine-tuned examples shown in the report."))
+    suspect_labels: SuspectLabelSettings = field(default_factory=SuspectLabelSettings, metadata=_help(
+        "Suspect labels after training: which examples to have the client review."))
 
 
 @dataclass
