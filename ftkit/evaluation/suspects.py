@@ -250,7 +250,8 @@ def _prefix(model, ids: list[int], device):
         return None
     try:
         with torch.inference_mode():
-            cache = model(torch.tensor([ids], device=device), use_cache=True).past_key_values
+            out = model(torch.tensor([ids], device=device), use_cache=True)
+        cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")  # 5.x: cache
     except (TypeError, ValueError, RuntimeError):
         return None
     if cache is None or not hasattr(cache, "batch_repeat_interleave") or any(getattr(cache, "is_sliding", None) or []):
@@ -271,7 +272,7 @@ def score(model, tokenizer, pairs: list[tuple[str, dict]], task_type: str, label
     records = [r for _, r in pairs]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     given_rows = _tokenize(tokenizer, [_conversation(r, system_prompt) for r in records], max_seq_length)
-    classify = task_type == "classification" and labels and len(labels) >= 2
+    classify = bool(task_type == "classification" and labels and len(labels) >= 2)
     method, first_ids = "loss", None
     if classify and requested != "loss":
         first_ids = _distinct_first_tokens(tokenizer, records[0], answers, system_prompt, max_seq_length)
@@ -283,7 +284,8 @@ def score(model, tokenizer, pairs: list[tuple[str, dict]], task_type: str, label
     given = sequence_logprobs(model, given_rows, pad_id, batch_size, first_ids, progress)
     loss = [-t / n if n else math.nan for t, n, _ in given]
     skipped = [e.id for e, (_, n, _) in zip(entries, given) if not n]
-    s = Scoring(entries, loss, list(labels or []), list(answers or []), None, method, skipped)
+    s = Scoring(entries, loss, list(labels or []) if classify else [], list(answers or []) if classify else [], None,
+                method, skipped)
     if method == "first_token":
         s.probs = [_softmax(f) if f is not None else None for _, _, f in given]
     elif method == "full":
