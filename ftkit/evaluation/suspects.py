@@ -107,13 +107,18 @@ def select(splits: dict[str, list[dict]], max_examples: int, seed: int = 0) -> l
     rng = random.Random(seed)
     sizes = {name: len(splits.get(name) or []) for name in SPLITS}
     total = sum(sizes.values())
-    quota = {name: min(n, max(1, round(max_examples * n / total))) if n else 0 for name, n in sizes.items()}
+    exact = {name: max_examples * n / total for name, n in sizes.items()}
+    quota = {name: min(n, max(1, int(exact[name]))) if n else 0 for name, n in sizes.items()}
+    while sum(quota.values()) > max_examples:  # the at-least-one rule overshot: take from the largest split
+        quota[max(quota, key=quota.get)] -= 1
+    while sum(quota.values()) < max_examples:  # largest remainder first
+        quota[max((n for n in SPLITS if quota[n] < sizes[n]), key=lambda n: exact[n] - quota[n])] += 1
     out = []
     for name in SPLITS:
         records = splits.get(name) or []
         keep = sorted(rng.sample(range(len(records)), quota[name]))
         out += [(name, records[i]) for i in keep]
-    return out[:max_examples]
+    return out
 
 
 def entries_of(pairs: list[tuple[str, dict]]) -> list[Entry]:

@@ -166,6 +166,8 @@ def test_select_is_bounded_proportional_and_seeded():
     counts = {name: sum(1 for s, _ in picked if s == name) for name in suspects.SPLITS}
     assert counts == {"train": 16, "validation": 2, "test": 2}
     assert picked == suspects.select(splits, 20, seed=1) and picked != suspects.select(splits, 20, seed=2)
+    odd = suspects.select({"train": [{}] * 5, "validation": [{}] * 5, "test": [{}] * 5}, 4)
+    assert len(odd) == 4 and {s for s, _ in odd} == set(suspects.SPLITS)  # rounding never exceeds the bound
     assert len(suspects.select(splits, 0)) == 100 and len(suspects.select({"test": [{"id": "a"}]}, 5)) == 1
 
 
@@ -193,3 +195,25 @@ def test_settings_are_validated_with_the_field_named():
         parse_config({"evaluation": {"suspect_labels": {"max_examples": -1}}})
     with pytest.raises(ConfigError, match="listed must be at least 1"):
         parse_config({"evaluation": {"suspect_labels": {"listed": 0}}})
+
+
+def test_rank_on_hand_made_probabilities_flags_only_out_of_sample_and_notes_unknown_labels():
+    entries, probs = [], []
+    for i in range(20):
+        label = "a" if i % 2 else "b"
+        split = "train" if i < 4 else "test"
+        entries.append(suspects.Entry(f"e{i}", split, "f.csv", i + 2, "x", label, label))
+        probs.append([0.9, 0.1] if label == "a" else [0.1, 0.9])
+    probs[7] = [0.03, 0.97]  # a test example labelled "a" that the model calls "b"
+    probs[1] = [0.02, 0.98]  # the same in train: in-sample, ranked but never flagged by cleanlab
+    entries.append(suspects.Entry("odd", "test", "f.csv", 99, "x", "zzz", "zzz"))
+    probs.append([0.5, 0.5])
+    s = suspects.Scoring(entries, [0.1] * len(entries), ["a", "b"], ["A", "B"], probs, "full")
+    ranked = suspects.rank(s)
+    assert [r["id"] for r in ranked["rows"][:2]] == ["e1", "e7"]  # 1 - p(given): 0.98, then 0.97
+    flags = {r["id"]: r["cleanlab_issue"] for r in ranked["rows"]}
+    assert flags["e7"] is True and flags["e1"] is None and sum(bool(f) for f in flags.values()) == 1
+    assert ranked["rows"][1]["model_answer"] == "B" and ranked["n_out_of_sample"] == 16
+    assert "odd" not in flags and "outside the label set" in ranked["notes"][0]
+    one_label = suspects.cleanlab_issues([0, 0, 0], [[0.9, 0.1]] * 3)
+    assert one_label[0] is None and "at least 2 labels" in one_label[1]
