@@ -45,6 +45,7 @@ IN_SAMPLE_SPLITS = ("train",)  # the model was fit on these: their scores are in
 LABEL_ISSUE_SHARE_WARN = 0.05  # share (0-1) of out-of-sample examples cleanlab flags above which labels look noisy
 MAX_FULL_LABELS = 100  # labels scored one pass each (method full); above this only the loss ranks (passes per example)
 INPUT_CHARS = 600  # characters of the input shown per sheet row (the file/line lead to the whole record)
+MAX_LABEL_PASSES = 3000  # method full: examples x labels sequences scored at most (~75k tokens: ~8 min on 2 CPU cores)
 SCORE_BATCH = 8  # sequences per forward pass (CPU-sized; memory ~ batch x tokens x vocab floats of logits)
 
 
@@ -532,14 +533,19 @@ def section(run, c, new_preds: list, progress: bool = True) -> Section:
     started = time.perf_counter()
     config = run.config
     splits = load_splits(run)
-    pairs = select(splits, settings.max_examples, config.evaluation.seed)
     all_records = [r for name in SPLITS for r in splits.get(name) or []]
     labels = list(config.task.labels) or sorted({str(r["label"]) for r in all_records if r.get("label") is not None})
     answers = label_answers(all_records, labels)
     max_len = int(c.training.settings.get("max_seq_length") or config.data.max_seq_length)
+    limit, capped = label_pass_limit(settings.max_examples, len(all_records), config.task.type, labels,
+                                     lambda: _distinct_first_tokens(c.ft.tokenizer, all_records[0], answers,
+                                                                    config.task.system_prompt, max_len))
+    pairs = select(splits, limit, config.evaluation.seed)
     s = score(c.ft.model, c.ft.tokenizer, pairs, config.task.type, labels, answers, config.task.system_prompt,
               max_len, progress=progress)
     ranked = rank(s)
+    if capped:
+        ranked["notes"].append(capped)
     listed = ranked["rows"][:settings.listed]
     if ranked["by"] == "loss":
         _fill_model_answers(run, c, listed, pairs, new_preds, progress)
@@ -560,6 +566,27 @@ def section(run, c, new_preds: list, progress: bool = True) -> Section:
     sec.table([{k: r[k] for k in ("rank", "file", "line", "split", "given_answer", "model_answer", "score",
                                   "score_kind")} for r in rows[:10]], caption="Most suspect labels (top 10)")
     return sec.add(suspects_finding(ranked, len(s.entries), len(rows), "suspects/suspect_labels.html"))
+
+
+def label_pass_limit(max_examples: int, n_records: int, task_type: str, labels: list[str],
+                     first_tokens) -> tuple[int, str]:
+    """(examples to score, note): method full scores every label's answer for every example, so it is held to
+    MAX_LABEL_PASSES sequences in all; ``first_tokens()`` (called only for classification) is None unless the
+    labels' first answer tokens all differ (then one pass per example, no cap).
+
+    >>> label_pass_limit(300, 1000, "classification", [str(i) for i in range(77)], lambda: None)
+    (38, 'Scoring every one of the 77 labels for each example: 38 examples scored (MAX_LABEL_PASSES = 3000 sequences), not 300.')
+    >>> label_pass_limit(300, 1000, "classification", ["a", "b"], lambda: [1, 2])
+    (300, '')
+    """
+    wanted = n_records if max_examples <= 0 else min(max_examples, n_records)
+    if task_type != "classification" or len(labels) < 2 or len(labels) > MAX_FULL_LABELS or first_tokens():
+        return max_examples, ""
+    cap = max(2, MAX_LABEL_PASSES // len(labels))
+    if wanted <= cap:
+        return max_examples, ""
+    return cap, (f"Scoring every one of the {len(labels)} labels for each example: {cap} examples scored "
+                 f"(MAX_LABEL_PASSES = {MAX_LABEL_PASSES} sequences), not {wanted}.")
 
 
 def _fill_model_answers(run, c, listed: list[dict], pairs, new_preds: list, progress: bool) -> None:
