@@ -172,6 +172,22 @@ def _first_label_position(labels: list[int]) -> int | None:
     return next((i for i, x in enumerate(labels) if x != IGNORE_INDEX), None)
 
 
+def _answer_start(labels: list[int]) -> int | None:
+    """Where the last assistant turn's labels start (the given answer; earlier turns of a chat come before it).
+
+    >>> _answer_start([-100, 5, 6, -100, -100, 7, 8, 2])
+    5
+    """
+    from ftkit.chat_format import IGNORE_INDEX
+
+    end = next((i for i in range(len(labels) - 1, -1, -1) if labels[i] != IGNORE_INDEX), None)
+    if end is None:
+        return None
+    while end > 0 and labels[end - 1] != IGNORE_INDEX:
+        end -= 1
+    return end
+
+
 def sequence_logprobs(model, rows: list[dict], pad_id: int, batch_size: int = SCORE_BATCH,
                       first_ids: list[int] | None = None, progress: bool = False) -> list[tuple[float, int, list | None]]:
     """Per row (tokenized with labels): (sum of the label tokens' log-probs, label token count, log-probs of
@@ -229,7 +245,11 @@ def sequence_logprobs(model, rows: list[dict], pad_id: int, batch_size: int = SC
                 pos = (lab != IGNORE_INDEX).nonzero().flatten()  # label positions in the tail; predicted from pos-1
                 logp = torch.log_softmax(logits[k, pos - 1 - lo], dim=-1)  # (n_labels, vocab)
                 total = logp.gather(1, lab[pos].unsqueeze(1)).sum().item()
-                first = logp[0, first_ids].tolist() if first_ids is not None else None
+                if first_ids is not None:  # the distribution at the given answer's first token
+                    at = int((pos == _answer_start(targets[k])).nonzero()[0])
+                    first = logp[at, first_ids].tolist()
+                else:
+                    first = None
                 out[i] = (total, int(pos.numel()), first)
             bar.update(len(idx))
     model.train(model_was_training)
@@ -306,7 +326,7 @@ def _distinct_first_tokens(tokenizer, record: dict, answers: list[str], system_p
     rows = _tokenize(tokenizer, [_conversation(record, system_prompt, a) for a in answers], max_seq_length)
     firsts = []
     for row in rows:
-        pos = _first_label_position(row["labels"])
+        pos = _answer_start(row["labels"])
         if pos is None:
             return None
         firsts.append(row["labels"][pos])
