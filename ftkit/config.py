@@ -302,6 +302,25 @@ class AcceptanceCriterion:
 
 
 @dataclass
+class SuspectLabelSettings:
+    enabled: bool = field(default=True, metadata=_help(
+        "After training, rank the examples whose given answer the fine-tuned model most confidently rejects and "
+        "write a review sheet (suspects/suspect_labels.csv and .html)."))
+    max_examples: int = field(default=300, metadata=_help(
+        "Examples scored (one forward pass each; classification: one per label unless the labels' first tokens "
+        "differ), sampled from train, validation and test in proportion; 0 = all."))
+    listed: int = field(default=50, metadata=_help("Most suspect examples listed in the review sheet."))
+
+    def __post_init__(self):
+        for name in ("max_examples", "listed"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"suspect_labels.{name} must be 0 or more, got {value}")
+        if isinstance(self.listed, int) and self.listed == 0:
+            raise ValueError("suspect_labels.listed must be at least 1, got 0 (turn the step off with enabled: false)")
+
+
+@dataclass
 class EvaluationSettings:
     acceptance: list[AcceptanceCriterion] = field(default_factory=list, metadata=_help(
         "Go/no-go criteria, e.g. [{metric: accuracy, min: 0.8}, {metric: regressions, max: 5}]."))
@@ -330,6 +349,8 @@ class EvaluationSettings:
     slices: list[str] = field(default_factory=list, metadata=_help(
         "Extra fields of the data (CSV columns, JSON keys such as channel or language) to break the error analysis "
         "down by; empty = every field with few distinct values. Source file and input length are always used."))
+    suspect_labels: SuspectLabelSettings = field(default_factory=SuspectLabelSettings, metadata=_help(
+        "Suspect labels after training: which examples to have the client review."))
 
     def __post_init__(self):
         bad = [s for s in self.slices if not isinstance(s, str) or not s.strip()]

@@ -26,7 +26,7 @@ KEY_PACKAGES = ("torch", "transformers", "tokenizers", "huggingface-hub", "peft"
                 "scipy", "tqdm", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel", "ipython",
                 "ipywidgets", "jupyterlab", "matplotlib", "jinja2", "ruamel.yaml", "fastjsonschema", "filelock",
                 "sacrebleu", "rouge-score", "psutil", "bitsandbytes", "safetensors", "cryptography",
-                "phonenumbers", "python-stdnum", "pyarrow", "zstandard", "openpyxl")
+                "phonenumbers", "python-stdnum", "pyarrow", "zstandard", "openpyxl", "cleanlab")
 MANIFEST_FILE = "manifest.json"
 
 

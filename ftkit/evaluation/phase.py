@@ -541,6 +541,14 @@ def ab_review(run, c: Compared, new_preds: list) -> Section:
     return sec.add(human_ab_finding(human, key, ev.ab_ratings_dir), judge_finding(judged))
 
 
+def suspect_labels(run, c: Compared, new_preds: list, progress: bool = True) -> Section:
+    """The examples whose given answer the fine-tuned model most confidently rejects, ranked, with a review sheet
+    (``suspects/suspect_labels.csv`` + ``.html``); rules and scoring in ``ftkit.evaluation.suspects``."""
+    from ftkit.evaluation import suspects
+
+    return suspects.section(run, c, new_preds, progress)
+
+
 def acceptance(config, evidence: dict) -> Section:
     """Each acceptance criterion with its value and CI, and the verdict (value: ftkit.evaluation.verdict.Verdict).
 

@@ -56,6 +56,19 @@ def test_evaluation_pairs_the_baseline_and_records_a_verdict(evaluated):
     assert (run_dir / "figures" / "confusion_matrix_fine_tuned.png").is_file()
     assert {"evaluation.slices"} <= codes and codes & {"evaluation.test_set_size", "evaluation.test_set_too_small"}
     assert "by slice" in (run_dir / "report.html").read_text()
+    # Suspect labels (a structured-output task: ranked by the loss of the given answer), the review sheet written.
+    sus = read_json(run_dir / "suspects" / "suspect_labels.json")
+    assert sus["ranked_by"] == "loss" and sus["n_scored"] == sum(sus["n_scored_by_split"].values()) > 0
+    assert set(sus["n_scored_by_split"]) == {"train", "validation", "test"}
+    with open(run_dir / "suspects" / "suspect_labels.csv", encoding="utf-8-sig", newline="") as handle:
+        sheet = list(csv.DictReader(handle))
+    from ftkit.evaluation.suspects import SUSPECT_COLUMNS
+
+    assert list(sheet[0]) == list(SUSPECT_COLUMNS) and len(sheet) == sus["n_listed"]
+    assert [int(r["rank"]) for r in sheet] == list(range(1, len(sheet) + 1))
+    assert all(r["file"] == "tickets.jsonl" and r["line"].isdigit() for r in sheet), sheet[:2]
+    assert {r["split"] for r in sheet if "in-sample" in r["score_kind"]} <= {"train"}
+    assert "evaluation.suspect_labels" in codes and (run_dir / "suspects" / "suspect_labels.html").is_file()
 
 
 @pytest.mark.slow
