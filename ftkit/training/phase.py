@@ -199,7 +199,8 @@ def hyperparameter_search(run, s: TrainingInputs, d: Data, progress: bool = True
     """Section 2b: ``training.search`` (ftkit.training.search). value: (inputs, data) to train with."""
     from ftkit.training.search import search_section
 
-    return search_section(run, s, d, progress)
+    fingerprint, _ = find_resume(run, s, d, allowed=False)  # the study's key starts from the trajectory's
+    return search_section(run, s, d, fingerprint, progress)
 
 
 # -- 3. memory -----------------------------------------------------------------------------------------------------

@@ -217,6 +217,21 @@ def open_study(job: SearchJob):
     return study, interrupted
 
 
+def _base_model_once(job: SearchJob, base):
+    """The base model, loaded once for every trial (each trains a deep copy), on the CPU only: there host memory
+    holds the second copy easily, while on a GPU it would double what the memory estimate allows for. None (load
+    per trial) on a GPU and for QLoRA, whose bitsandbytes 4-bit tensors are not meant to be deep-copied."""
+    from ftkit.models.loading import pick_device
+
+    if base.method == "qlora" or pick_device() != "cpu":
+        return None
+    from ftkit.training.trainer import TrainingJob, load_training_model
+
+    probe = TrainingJob(job.model_path, base.to_dict(), {}, job.folder, "", job.eot_id,
+                        model_revision=job.model_revision, trust_remote_code=job.trust_remote_code)
+    return load_training_model(probe, pick_device())
+
+
 def finished_trials(study) -> list:
     from optuna.trial import TrialState
 
@@ -259,9 +274,11 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
     from ftkit.training.settings import plan_steps
     from ftkit.training.trainer import TrainingJob, run_training
 
+    setup_started = time.perf_counter()
     base = _resolved(job.base_settings)
     space = {k: v for k, v in job.search["space"].items() if v}
     study, interrupted = open_study(job)
+    model = _base_model_once(job, base)
     rate = load_device_prices(job.prices or None).rate_for(job.device)
     folder = Path(job.folder)
     if not any(t.user_attrs.get("default") for t in finished_trials(study)) and not \
@@ -270,7 +287,9 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
             warnings.simplefilter("ignore")
             study.enqueue_trial(default_params(base, space), user_attrs={"default": True})
     stopped = ""
+    setup_seconds, bookkeeping = time.perf_counter() - setup_started, []
     while len(finished_trials(study)) < job.search["trials"]:
+        loop_started = time.perf_counter()
         measured = [t.user_attrs for t in finished_trials(study)]
         spent_s = sum(m.get("wall_seconds", 0.0) for m in measured)
         spent = run_cost(spent_s, rate)
@@ -299,7 +318,7 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
                                                          "added_tokens": list(job.added_tokens)})
         pruning = _pruning_callback(trial)
         t0 = time.perf_counter()
-        outcome = run_training(tjob, train_sequences, eval_sequences, callbacks=[pruning])
+        outcome = run_training(tjob, train_sequences, eval_sequences, callbacks=[pruning], base_model=model)
         wall = time.perf_counter() - t0
         cost = run_cost(wall, rate)
         best = min((loss for _, loss in pruning.evals), default=float("nan"))
@@ -316,14 +335,20 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
             study.tell(trial, best)
         else:
             study.tell(trial, state=TrialState.FAIL)
+        book_started = time.perf_counter()
         line = {"number": trial.number, "state": "pruned" if pruned else ("complete" if math.isfinite(best) else "fail"),
                 "default": bool(trial.user_attrs.get("default")), "params": params, **attrs,
                 "validation_curve": pruning.evals}
         with open(folder / TRIALS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
+        line_book = (t0 - loop_started) + (time.perf_counter() - book_started)
+        bookkeeping.append(round(line_book, 4))
         log(f"search: trial {trial.number} {line['state']}: best validation loss {best:.4f} in {wall:.1f} s "
             f"(${cost['cost_usd']:.4f})")
-    return summarise(study, rate, stopped, interrupted, folder)
+    summary = summarise(study, rate, stopped, interrupted, folder)
+    # the study's own time: set-up once (storage, base model), and per trial outside run_training (ask, tell, files)
+    summary["overhead"] = {"setup_seconds": round(setup_seconds, 3), "bookkeeping_seconds": bookkeeping}
+    return summary
 
 
 def summarise(study, rate, stopped: str, interrupted: list[int], folder: Path) -> dict:
@@ -390,7 +415,7 @@ def search_subset(examples: list, n: int, seed: int) -> list:
     return [examples[i] for i in sorted(order[:n])]
 
 
-def search_section(run, s, d, progress: bool = True):
+def search_section(run, s, d, fingerprint: str, progress: bool = True):
     """The training phase's search section. value: (inputs, data) to train with (the best trial's settings when
     ``apply``; training's own otherwise, or when the search is off)."""
     import dataclasses
@@ -402,7 +427,7 @@ def search_section(run, s, d, progress: bool = True):
         return Section(value=(s, d)).add(finding(
             "info", "training.search_off", "No hyperparameter search: the settings above are trained as they are "
             "(training.search.enabled: false).", ""))
-    job, train_seqs, resumed_from = prepare_job(run, s, d, cfg, progress)
+    job, train_seqs, resumed_from = prepare_job(run, s, d, cfg, fingerprint)
     summary = run_study(job, train_seqs, d.eval_sequences, log=print if progress else (lambda *_: None))
     summary.update(resumed_from=resumed_from, subset_examples=sum(len(q) for q in train_seqs), target=cfg.trials,
                    apply=cfg.apply, budget_usd=cfg.budget_usd, budget_device_hours=cfg.budget_device_hours)
@@ -429,14 +454,12 @@ def search_section(run, s, d, progress: bool = True):
     return sec.add(*search_findings(summary))
 
 
-def prepare_job(run, s, d, cfg, progress: bool):
+def prepare_job(run, s, d, cfg, fingerprint: str):
     """(SearchJob, the subset's training sequences, the interrupted run resumed from or None)."""
     from ftkit import cost_ledger
     from ftkit.training.packing import build_sequences
-    from ftkit.training.phase import find_resume
 
     st = s.settings
-    fingerprint, _ = find_resume(run, s, d, allowed=False)
     search = asdict(cfg)
     key = study_key(fingerprint, search)
     folder = run.run_dir / SEARCH_DIR

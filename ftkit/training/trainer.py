@@ -443,10 +443,12 @@ def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequ
 
 # -- the whole training step ---------------------------------------------------------------------------------------
 
-def run_training(job: TrainingJob, train_sequences, eval_sequences, callbacks=()) -> dict:
+def run_training(job: TrainingJob, train_sequences, eval_sequences, callbacks=(), base_model=None) -> dict:
     """Load, wrap, train, save the final adapter/model + tokenizer. Returns the outcome (on every process).
 
-    ``callbacks``: more TrainerCallbacks (the search's pruning callback); a trial job saves nothing."""
+    ``callbacks``: more TrainerCallbacks (the search's pruning callback); a trial job saves nothing.
+    ``base_model``: an already loaded, never wrapped base model to train a deep copy of (the search loads it once
+    for all its trials instead of once per trial)."""
     import torch
 
     from ftkit.models.loading import load_tokenizer, pick_device
@@ -457,7 +459,12 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences, callbacks=()
     from ftkit.chat_plan import fit_embeddings, install_template
 
     install_template(tokenizer, job.extra.get("chat_template"), job.extra.get("added_tokens"))  # as the phase prepared
-    model = load_training_model(job, device)
+    if base_model is not None:
+        import copy
+
+        model = copy.deepcopy(base_model)
+    else:
+        model = load_training_model(job, device)
     fit_embeddings(model, tokenizer)  # added turn tokens: resized rows, saved with the adapter by peft
     if job.settings["packing"]:
         model.set_attn_implementation(packed_attention(device))
