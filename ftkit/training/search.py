@@ -290,7 +290,7 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
     setup_seconds, bookkeeping = time.perf_counter() - setup_started, []
     while len(finished_trials(study)) < job.search["trials"]:
         loop_started = time.perf_counter()
-        measured = [t.user_attrs for t in finished_trials(study)]
+        measured = [_measured(t) for t in finished_trials(study)]
         spent_s = sum(m.get("wall_seconds", 0.0) for m in measured)
         spent = run_cost(spent_s, rate)
         with warnings.catch_warnings():
@@ -326,8 +326,7 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
                  "steps_done": int(outcome["global_step"]), "steps_planned": plan.total_steps,
                  "cost_usd": cost["cost_usd"], "device_hours": cost["device_hours"], "pruned_at_step": pruning.pruned_at,
                  "best_val_loss": best, "settings": {k: getattr(settings, k) for k in SEARCHED}}
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr("measured", attrs)  # one attribute: one SQLite transaction, not one per value
         pruned = pruning.pruned_at is not None
         if pruned:
             study.tell(trial, state=TrialState.PRUNED)
@@ -374,8 +373,12 @@ def summarise(study, rate, stopped: str, interrupted: list[int], folder: Path) -
     return summary
 
 
+def _measured(t) -> dict:
+    return t.user_attrs.get("measured") or {}
+
+
 def trial_row(t) -> dict:
-    a = t.user_attrs
+    a = {**t.user_attrs, **_measured(t)}
     state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running",
              "WAITING": "waiting"}[t.state.name]
     if state == "fail" and a.get("not_started"):
