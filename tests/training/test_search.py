@@ -120,6 +120,10 @@ def test_four_trials_with_pruning_through_ftkit_run(audited, set_training):
     assert "cost.json" in manifest["outputs"]
     problems, _ = verify_engagement(audited)
     assert problems == []
+    from ftkit.reports import build_engagement_report
+
+    html = build_engagement_report(audited).read_text()  # the report shows the ledger and the search
+    assert 'id="summary-spend"' in html and "The training search ran 4 trial(s)" in html
     import optuna
 
     study = optuna.load_study(study_name=found.get("study") or _study_name(outcome.run_dir),
