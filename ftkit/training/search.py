@@ -325,7 +325,7 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
         attrs = {"wall_seconds": round(wall, 3), "train_seconds": round(outcome["train_seconds"], 3),
                  "steps_done": int(outcome["global_step"]), "steps_planned": plan.total_steps,
                  "cost_usd": cost["cost_usd"], "device_hours": cost["device_hours"], "pruned_at_step": pruning.pruned_at,
-                 "best_val_loss": best, "settings": {k: getattr(settings, k) for k in SEARCHED}}
+                 "best_val_loss": best if math.isfinite(best) else None, "settings": {k: getattr(settings, k) for k in SEARCHED}}
         trial.set_user_attr("measured", attrs)  # one attribute: one SQLite transaction, not one per value
         pruned = pruning.pruned_at is not None
         if pruned:
@@ -334,13 +334,12 @@ def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dic
             study.tell(trial, best)
         else:
             study.tell(trial, state=TrialState.FAIL)
-        book_started = time.perf_counter()
         line = {"number": trial.number, "state": "pruned" if pruned else ("complete" if math.isfinite(best) else "fail"),
                 "default": bool(trial.user_attrs.get("default")), "params": params, **attrs,
                 "validation_curve": pruning.evals}
         with open(folder / TRIALS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
-        line_book = (t0 - loop_started) + (time.perf_counter() - book_started)
+        line_book = (t0 - loop_started) + (time.perf_counter() - (t0 + wall))  # ask + tell, attribute, jsonl
         bookkeeping.append(round(line_book, 4))
         log(f"search: trial {trial.number} {line['state']}: best validation loss {best:.4f} in {wall:.1f} s "
             f"(${cost['cost_usd']:.4f})")
