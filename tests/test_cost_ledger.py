@@ -64,15 +64,17 @@ def test_every_run_gets_a_hashed_cost_json_and_the_report_totals_them(make_engag
     engagement.config_path.write_text(yamlio.dump(data))
     fork_notebook(engagement, "01_suitability", ["from ftkit.phase_run import PhaseRun\n"
                   "run = PhaseRun.open('suitability', engagement_dir, run_dir)\nrun.finish({'ok': 1})"])
-    outcomes = run_phases(engagement, ["suitability"], progress=False) + \
-        run_phases(engagement, ["suitability"], progress=False)
+    outcomes = run_phases(engagement, ["suitability"], progress=False)
     for o in outcomes:
         entry = read_json(o.run_dir / "cost.json")
         assert entry["device"] == "cpu" and entry["rate"]["kind"] == "cpu" and entry["devices"] == 1
         assert entry["cost_usd"] == pytest.approx(entry["wall_seconds"] / 3600 * entry["rate"]["hourly_usd"], rel=1e-3)
         assert "cost.json" in read_json(o.run_dir / "manifest.json")["outputs"]
-    book = cost_ledger.ledger(engagement)
-    assert len(book["rows"]) == 2 and book["total_usd"] == pytest.approx(sum(r["cost_usd"] for r in book["rows"]))
     assert verify_engagement(engagement)[0] == []
+    (engagement.runs_dir("suitability") / "20000101T000000Z-before").mkdir()  # a run from before the ledger
+    book = cost_ledger.ledger(engagement)
+    assert [r["run_id"] for r in book["rows"]] == [outcomes[0].run_id]
+    assert book["total_usd"] == pytest.approx(read_json(outcomes[0].run_dir / "cost.json")["cost_usd"])
+    assert book["unpriced"] == [{"phase": "suitability", "run_id": "20000101T000000Z-before"}]
     html = build_engagement_report(engagement).read_text()
     assert 'id="summary-spend"' in html and "budget.exceeded" in html
