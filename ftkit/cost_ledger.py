@@ -157,8 +157,27 @@ def record_run_cost(run_dir: Path, engagement_dir: Path, phase: str, status: str
         table = f"ftkit: templates/{PRICES_FILE}"
     entry = {"phase": phase, "run_id": Path(run_dir).name, "status": status, "device": device,
              **run_cost(seconds, rate, devices), "prices_table": table}
+    search = _search_spend(Path(run_dir))
+    if search:
+        entry["search"] = search  # part of this run's cost, not on top of it
     atomic_write_json(Path(run_dir) / COST_FILE, entry)
     return entry
+
+
+def _search_spend(run_dir: Path) -> dict | None:
+    """The training search's share of a run (search/search_summary.json), or None when no search ran."""
+    from ftkit.fsutil import read_json
+
+    path = run_dir / "search" / "search_summary.json"
+    try:
+        summary = read_json(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not summary:
+        return None
+    spent = summary.get("spent") or {}
+    return {"trials": summary.get("finished"), "cost_usd": spent.get("cost_usd"),
+            "device_hours": spent.get("device_hours")}
 
 
 def devices_held(run_dir: Path, phase: str) -> int:
@@ -197,7 +216,8 @@ def ledger(engagement) -> dict:
                          "device": entry.get("device", ""), "device_hours": entry.get("device_hours", 0.0),
                          "cost_usd": entry.get("cost_usd", 0.0), "rate": (entry.get("rate") or {}).get("name", ""),
                          "hourly_usd": (entry.get("rate") or {}).get("hourly_usd"),
-                         "as_of": (entry.get("rate") or {}).get("as_of", "")})
+                         "as_of": (entry.get("rate") or {}).get("as_of", ""),
+                         "search_usd": (entry.get("search") or {}).get("cost_usd")})
     by_phase: dict[str, float] = {}
     for r in rows:
         by_phase[r["phase"]] = by_phase.get(r["phase"], 0.0) + float(r["cost_usd"] or 0.0)

@@ -118,6 +118,9 @@ def test_four_trials_with_pruning_through_ftkit_run(audited, set_training):
     manifest = read_json(outcome.run_dir / "manifest.json")
     assert "search/search.db" in manifest["outputs"] and "search/trials.jsonl" in manifest["outputs"]
     assert "cost.json" in manifest["outputs"]
+    ledger_entry = read_json(outcome.run_dir / "cost.json")  # the search's share of the training run's cost
+    assert ledger_entry["search"]["trials"] == 4
+    assert 0 < ledger_entry["search"]["cost_usd"] < ledger_entry["cost_usd"]
     problems, _ = verify_engagement(audited)
     assert problems == []
     from ftkit.reports import build_engagement_report
@@ -220,3 +223,19 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(study_parts, 
     assert (folder / "trial-000" / "metrics.jsonl").read_bytes() == curve
     assert summary["finished"] == 3 and summary["interrupted_trials"] == [1]
     assert [r["state"] for r in summary["trials"]][1] == "interrupted"
+
+
+def test_ftkit_run_refuses_a_search_without_optuna_before_any_phase():
+    """The pre-flight names the missing package (Optuna hidden from the import system in a fresh interpreter)."""
+    script = ("import sys\nsys.modules['optuna'] = None  # Python's way to make a package unimportable\n"
+              "from ftkit.config import parse_config\nfrom ftkit.hardware_checks import hardware_problems\n"
+              "c = parse_config({'training': {'search': {'enabled': True}}})\n"
+              "print(hardware_problems(c, ['training'], gpus=0)); print(hardware_problems(c, ['baseline'], gpus=0))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert "needs Optuna" in lines[0] and "ftkit[search]" in lines[0], out.stderr
+    assert lines[1] == "[]"
+    from ftkit.config import parse_config
+    from ftkit.hardware_checks import hardware_problems
+
+    assert hardware_problems(parse_config({"training": {"search": {"enabled": True}}}), ["training"], gpus=0) == []
