@@ -105,6 +105,23 @@ def budget_stop(spent_usd: float, spent_hours: float, estimate_usd: float, estim
     return ""
 
 
+def engagement_cap(search_usd: float, total_usd: float, spent_usd: float) -> tuple[float, str]:
+    """(the search's USD budget, why it was capped or ''): never more than what is left of budget.total_usd.
+
+    >>> engagement_cap(5.0, 0.0, 3.0), engagement_cap(5.0, 100.0, 3.0)
+    ((5.0, ''), (5.0, ''))
+    >>> engagement_cap(0.0, 10.0, 4.0)[0], engagement_cap(8.0, 10.0, 4.0)[0]
+    (6.0, 6.0)
+    """
+    if total_usd <= 0:
+        return search_usd, ""
+    left = max(0.0, total_usd - spent_usd)
+    if search_usd > 0 and search_usd <= left:
+        return search_usd, ""
+    return left, (f"what is left of budget.total_usd: ${left:,.4f} of ${total_usd:,.2f} after ${spent_usd:,.4f} "
+                  f"spent by earlier runs")
+
+
 def estimate_seconds(measured: list[dict], steps: int) -> float | None:
     """Wall seconds a trial of ``steps`` optimizer steps will take, from the trials measured so far (None: none yet).
 
@@ -429,9 +446,19 @@ def search_section(run, s, d, fingerprint: str, progress: bool = True):
         return Section(value=(s, d)).add(finding(
             "info", "training.search_off", "No hyperparameter search: the settings above are trained as they are "
             "(training.search.enabled: false).", ""))
+    from ftkit.cost_ledger import ledger
+
+    spent = ledger(run.engagement)["total_usd"]  # earlier runs of this engagement (this one is still running)
+    budget_usd, capped = engagement_cap(cfg.budget_usd, run.config.budget.total_usd, spent)
+    if capped and budget_usd <= 0:
+        return Section(value=(s, d)).add(finding(
+            "warning", "training.search_no_budget", f"No hyperparameter search: {capped}.",
+            "Raise budget.total_usd, or turn training.search off."))
+    cfg = dataclasses.replace(cfg, budget_usd=budget_usd)
     job, train_seqs, resumed_from = prepare_job(run, s, d, cfg, fingerprint)
     summary = run_study(job, train_seqs, d.eval_sequences, log=print if progress else (lambda *_: None))
     summary.update(resumed_from=resumed_from, subset_examples=sum(len(q) for q in train_seqs), target=cfg.trials,
+                   budget_capped=capped,
                    apply=cfg.apply, budget_usd=cfg.budget_usd, budget_device_hours=cfg.budget_device_hours)
     new_s, new_d = s, d
     best = summary["best"]
@@ -532,6 +559,9 @@ def search_findings(summary: dict) -> list:
                    f"pruned on validation loss) on {summary.get('subset_examples', 0):,} training examples, "
                    f"{spent['wall_seconds'] / 60:.1f} min = {spent['device_hours']:.4f} device-hours, "
                    f"${spent['cost_usd']:.4f} at {rate['name']} ${rate['hourly_usd']:g}/h (prices of {rate['as_of']}).", "")]
+    if summary.get("budget_capped"):
+        out.append(finding("info", "training.search_capped", f"The search's budget was capped at "
+                           f"${summary['budget_usd']:,.4f}: {summary['budget_capped']}.", ""))
     if summary.get("resumed_from"):
         again = summary.get("interrupted_trials") or []
         out.append(finding("info", "training.search_resumed", f"The search resumed the study of interrupted run "

@@ -47,6 +47,14 @@ def test_budget_rule_on_both_sides_of_the_limit():
     assert search.budget_stop(100, 100, 100, 100, budget_usd=0, budget_hours=0) == ""  # no budget set
 
 
+def test_the_search_budget_never_exceeds_what_is_left_of_the_engagement_budget():
+    assert search.engagement_cap(2.0, 10.0, 8.0) == (2.0, "")  # exactly what is left: not capped
+    usd, why = search.engagement_cap(2.01, 10.0, 8.0)
+    assert usd == pytest.approx(2.0) and "budget.total_usd" in why
+    assert search.engagement_cap(0.0, 10.0, 12.0)[0] == 0.0  # used up: the section then runs no search
+    assert search.engagement_cap(0.0, 0.0, 12.0) == (0.0, "")  # no engagement budget: the search's own applies
+
+
 def test_estimate_is_the_slowest_step_rate_plus_the_largest_fixed_time():
     measured = [{"wall_seconds": 12.0, "train_seconds": 10.0, "steps_done": 10},
                 {"wall_seconds": 9.0, "train_seconds": 8.0, "steps_done": 4}]  # 2 s/step, 3 s fixed at most
