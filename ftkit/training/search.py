@@ -284,7 +284,7 @@ def _pruning_callback(trial, should_prune_allowed: bool = True):
 
 def run_study(job: SearchJob, train_sequences, eval_sequences, log=print) -> dict:
     """Run trials until ``trials`` have finished or the budget stops the next one. Returns the summary dict."""
-    optuna = _optuna()
+    _optuna()  # MissingDependency with the install command before anything is loaded
     from optuna.trial import TrialState
 
     from ftkit.cost_ledger import load_device_prices, run_cost

@@ -1,7 +1,6 @@
 """training.search: bounds validated, budget rule, pruning, a budget stop, and a resume after kill -9 (tiny model)."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -191,46 +190,45 @@ def test_a_budget_stops_the_search_after_two_trials(study_parts, tmp_path):
     assert finding.severity == "warning" and "after 2 of 4 trials" in finding.message
 
 
-def test_a_killed_search_resumes_without_rerunning_finished_trials(study_parts, tmp_path, audited):
-    import pickle
-
+def test_a_killed_search_resumes_without_rerunning_finished_trials(audited, set_training):
+    """kill -9 of `ftkit run` and its kernel mid-trial; the next run finishes the study from the killed run's."""
     import psutil
 
-    folder = tmp_path / "killed" / "search"
-    job, train, evals = study_parts(folder, trials=3)
-    (tmp_path / "job.json").write_text(job.to_json())
-    with open(tmp_path / "seqs.pkl", "wb") as handle:
-        pickle.dump((train, evals), handle)
-    script = ("import pickle, sys; from ftkit.training import search\n"
-              "job = search.SearchJob.from_json(open(sys.argv[1]).read())\n"
-              "train, evals = pickle.load(open(sys.argv[2], 'rb'))\n"
-              "search.run_study(job, train, evals)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "job.json"), str(tmp_path / "seqs.pkl")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and not (folder / "trial-001").is_dir():
-        time.sleep(0.05)
-    psutil.Process(proc.pid).send_signal(signal.SIGKILL)  # mid-trial 1: no chance to clean up
-    proc.wait(timeout=30)
-    before = search.trial_lines(folder)
-    assert [x["number"] for x in before] == [0], "killed before trial 1 started, or after the search ended"
-    # the phase finds the interrupted run's study by its key (read-only) ...
-    run_dir = audited.runs_dir("training") / "20990101T000000Z-killed"
-    run_dir.mkdir(parents=True)
-    (run_dir / "status.json").write_text(json.dumps({"status": "kernel_died"}))
-    import shutil
+    from ftkit.runner import run_phases
 
-    shutil.copytree(folder, run_dir / "search")
-    assert search.find_interrupted_study(audited, job.study_name, exclude_run="other") == run_dir / "search"
-    assert search.find_interrupted_study(audited, "ftkit-search-other", exclude_run="other") is None
-    # ... and finishes it: trial 0 kept (not re-run), the interrupted trial 1 failed and replaced by new numbers
-    curve = (folder / "trial-000" / "metrics.jsonl").read_bytes()
-    summary = search.run_study(job, train, evals, log=lambda *_: None)
-    after = search.trial_lines(folder)
-    assert after[:1] == before and [x["number"] for x in after] == [0, 2, 3]
-    assert (folder / "trial-000" / "metrics.jsonl").read_bytes() == curve
-    assert summary["finished"] == 3 and summary["interrupted_trials"] == [1]
-    assert [r["state"] for r in summary["trials"]][1] == "interrupted"
+    _search_settings(audited, set_training, trials=3, pruner="none")
+    proc = subprocess.Popen([sys.executable, "-m", "ftkit.cli", "run", audited.slug, "--phase", "training",
+                             "--root", str(audited.root)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs, deadline = audited.runs_dir("training"), time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not list(runs.glob("*/search/trial-001")):
+            time.sleep(0.05)
+    finally:  # the CLI and its notebook kernel, mid-trial 1, with no chance to clean up
+        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        for pid in family:
+            try:
+                psutil.Process(pid).send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout=30)
+    [killed] = list(runs.iterdir())
+    before = search.trial_lines(killed / "search")
+    assert [x["number"] for x in before] == [0], "killed before trial 1 started, or after the search ended"
+    db_before = (killed / "search" / "search.db").read_bytes()
+    assert search.find_interrupted_study(audited, "ftkit-search-other", exclude_run="") is None
+
+    [outcome] = run_phases(audited, ["training"], progress=False)
+    assert outcome.succeeded, outcome.error
+    assert (killed / "search" / "search.db").read_bytes() == db_before  # the killed run's evidence untouched
+    after = search.trial_lines(outcome.run_dir / "search")
+    assert after[:1] == before and [x["number"] for x in after] == [0, 2, 3]  # trial 0 not re-run
+    summary = read_json(outcome.run_dir / "search" / "search_summary.json")
+    assert summary["resumed_from"] == killed.name and summary["interrupted_trials"] == [1]
+    assert [r["state"] for r in summary["trials"]] == ["complete", "interrupted", "complete", "complete"]
+    resumed = next(f for f in read_json(outcome.run_dir / "results.json")["findings"]
+                   if f["code"] == "training.search_resumed")
+    assert killed.name in resumed["message"] and "trial(s) 1 interrupted there ran again" in resumed["message"]
 
 
 def test_ftkit_run_refuses_a_search_without_optuna_before_any_phase():
