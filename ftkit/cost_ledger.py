@@ -139,8 +139,8 @@ def current_device() -> str:
 def run_cost(seconds: float, rate: DeviceRate, devices: int = 1) -> dict:
     """Device-hours and USD of ``seconds`` of wall time on ``devices`` devices at ``rate``."""
     hours = max(0.0, seconds) / 3600 * max(1, devices)
-    return {"wall_seconds": round(seconds, 2), "devices": max(1, devices), "device_hours": round(hours, 6),
-            "cost_usd": round(hours * rate.hourly_usd, 6), "rate": rate.to_dict()}
+    return {"wall_seconds": round(seconds, 3), "devices": max(1, devices), "device_hours": round(hours, 9),
+            "cost_usd": round(hours * rate.hourly_usd, 9), "rate": rate.to_dict()}
 
 
 def record_run_cost(run_dir: Path, engagement_dir: Path, phase: str, status: str, seconds: float,
@@ -221,9 +221,9 @@ def ledger(engagement) -> dict:
     by_phase: dict[str, float] = {}
     for r in rows:
         by_phase[r["phase"]] = by_phase.get(r["phase"], 0.0) + float(r["cost_usd"] or 0.0)
-    return {"rows": rows, "unpriced": unpriced, "total_usd": round(sum(by_phase.values()), 6),
-            "device_hours": round(sum(float(r["device_hours"] or 0.0) for r in rows), 6),
-            "by_phase": {k: round(v, 6) for k, v in by_phase.items()}}
+    return {"rows": rows, "unpriced": unpriced, "total_usd": round(sum(by_phase.values()), 9),
+            "device_hours": round(sum(float(r["device_hours"] or 0.0) for r in rows), 9),
+            "by_phase": {k: round(v, 9) for k, v in by_phase.items()}}
 
 
 def measured_training_cost(engagement, run_id: str | None = None) -> dict | None:

@@ -68,7 +68,7 @@ def test_every_run_gets_a_hashed_cost_json_and_the_report_totals_them(make_engag
     for o in outcomes:
         entry = read_json(o.run_dir / "cost.json")
         assert entry["device"] == "cpu" and entry["rate"]["kind"] == "cpu" and entry["devices"] == 1
-        assert entry["cost_usd"] == pytest.approx(entry["wall_seconds"] / 3600 * entry["rate"]["hourly_usd"], rel=1e-3)
+        assert entry["cost_usd"] == pytest.approx(entry["wall_seconds"] / 3600 * entry["rate"]["hourly_usd"], abs=1e-8)
         assert "cost.json" in read_json(o.run_dir / "manifest.json")["outputs"]
     assert verify_engagement(engagement)[0] == []
     (engagement.runs_dir("suitability") / "20000101T000000Z-before").mkdir()  # a run from before the ledger
