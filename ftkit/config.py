@@ -184,6 +184,80 @@ class BaselineSettings:
         "Find the best prompt on the validation split; the winner becomes the test-set baseline."))
 
 
+SEARCH_PRUNERS = ("median", "successive_halving", "none")
+
+
+@dataclass
+class SearchSpace:
+    """training.search.space: each hyperparameter as [low, high]; an empty list keeps training's own value."""
+
+    learning_rate: list[float] = field(default_factory=lambda: [5e-5, 1e-3], metadata=_help(
+        "[low, high], sampled log-uniformly; 0 < low <= high < 1. [] = not searched."))
+    lora_r: list[int] = field(default_factory=lambda: [4, 32], metadata=_help(
+        "LoRA rank [low, high], whole numbers sampled log-uniformly; low >= 1. [] = not searched."))
+    lora_alpha: list[int] = field(default_factory=list, metadata=_help(
+        "LoRA alpha [low, high], whole numbers above 0; [] = not searched (alpha keeps its ratio to r: "
+        "training.lora_alpha / training.lora_r x the trial's r)."))
+    epochs: list[float] = field(default_factory=list, metadata=_help(
+        "[low, high] passes over the search subset, above 0; [] = not searched. Leave empty when max_steps is set."))
+    max_steps: list[int] = field(default_factory=list, metadata=_help(
+        "[low, high] optimizer steps per trial, 1 or more; [] = not searched (epochs or training.max_steps apply)."))
+    lora_dropout: list[float] = field(default_factory=lambda: [0.0, 0.1], metadata=_help(
+        "[low, high], uniform; 0 <= low <= high < 1. [] = not searched."))
+
+    def __post_init__(self):
+        rules = {"learning_rate": (lambda v: 0 < v < 1, "0 < low <= high < 1, e.g. [5e-5, 1e-3]"),
+                 "lora_r": (lambda v: v >= 1, "1 <= low <= high (whole numbers), e.g. [4, 32]"),
+                 "lora_alpha": (lambda v: v > 0, "0 < low <= high (whole numbers), e.g. [8, 64]"),
+                 "epochs": (lambda v: v > 0, "0 < low <= high, e.g. [1, 3]"),
+                 "max_steps": (lambda v: v >= 1, "1 <= low <= high (whole numbers), e.g. [20, 200]"),
+                 "lora_dropout": (lambda v: 0 <= v < 1, "0 <= low <= high < 1, e.g. [0.0, 0.1]")}
+        problems = []
+        for name, (ok, rule) in rules.items():
+            value = getattr(self, name)
+            if value and (len(value) != 2 or not all(ok(v) for v in value) or value[0] > value[1]):
+                problems.append(f"{name} must be [low, high] with {rule}, got {value!r}")
+        if self.epochs and self.max_steps:
+            problems.append(f"epochs {self.epochs!r} and max_steps {self.max_steps!r} are both set; "
+                            f"search one of them (max_steps overrides epochs in training)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def searched(self) -> dict[str, list]:
+        """{hyperparameter: [low, high]} of the ones searched."""
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self) if getattr(self, f.name)}
+
+
+@dataclass
+class SearchSettings:
+    enabled: bool = field(default=False, metadata=_help(
+        "Search the hyperparameters (Optuna, TPE) before the final training; off by default."))
+    trials: int = field(default=8, metadata=_help("Trials to finish (completed or pruned), budget permitting."))
+    space: SearchSpace = field(default_factory=SearchSpace, metadata=_help("What is searched, and within which bounds."))
+    pruner: str = field(default="median", metadata=_help(
+        "Stop unpromising trials early on validation loss: median | successive_halving | none.",
+        choices=SEARCH_PRUNERS))
+    subset: int = field(default=0, metadata=_help(
+        "Train each trial on the first N training examples (seeded shuffle); 0 = the whole training split."))
+    budget_usd: float = field(default=0.0, metadata=_help(
+        "Stop starting trials when the next one would take the search past this many USD (measured wall time x "
+        "the device's price in templates/device_prices.yaml); 0 = no USD limit."))
+    budget_device_hours: float = field(default=0.0, metadata=_help(
+        "The same limit in device-hours (wall time x devices); 0 = no limit."))
+    apply: bool = field(default=True, metadata=_help(
+        "Train the final model with the best trial's settings; false = only recommend them."))
+
+    def __post_init__(self):
+        problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in (
+            ("trials", self.trials >= 1, "1 or more"),
+            ("subset", self.subset == 0 or self.subset >= 2, "0 (all) or at least 2 examples"),
+            ("budget_usd", self.budget_usd >= 0, "0 (no limit) or more"),
+            ("budget_device_hours", self.budget_device_hours >= 0, "0 (no limit) or more"),
+        ) if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
 @dataclass
 class TrainingSettings:
     method: str = field(default="lora", metadata=_help(
@@ -237,6 +311,8 @@ class TrainingSettings:
         "Port on machine 0 for the rendezvous (0 = a free port on one machine, 29500 for several)."))
     mlflow_tracking_uri: str = field(default="", metadata=_help(
         "report_to: mlflow only: tracking server or store URI; empty = a SQLite file in the run folder."))
+    search: SearchSettings = field(default_factory=SearchSettings, metadata=_help(
+        "Hyperparameter search before the final training (Optuna), under a budget."))
 
     def __post_init__(self):
         problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in (

@@ -47,6 +47,11 @@ def hardware_problems(config, phases: list[str], engagement=None, gpus: int | No
             check_plan(plan_from_settings(t, t.accelerate_config), gpus)
         except FtkitError as err:
             problems.append(str(err))
+    if "training" in phases and t.search.enabled:
+        import importlib.util
+
+        if importlib.util.find_spec("optuna") is None:
+            problems.append('training.search.enabled needs Optuna, which is not installed: pip install "ftkit[search]"')
     return problems
 
 

@@ -60,6 +60,8 @@ EXPECTED_TO_DIFFER = {
     "status.json": "start and finish times of its own run",
     "run.log": "the kernel's stderr and progress lines (reports.RUN_LOG): timings and library warnings",
     "training_args.bin": "pickled TrainingArguments, which hold the run folder's path",
+    "cost.json": "the run's own wall time, device-hours and their price (ftkit.cost_ledger)",
+    "search.db": "Optuna's study store: trial start and end times of its own run",
 }
 NOTEBOOK_REASON = "the executed notebook carries its own run id, paths and execution times"
 

@@ -131,7 +131,7 @@ def cost_summary(deployment: dict | None) -> dict | None:
             "serving": head.get("serving", ""), "managed": managed,
             "cheapest": cost.get("cheapest", ""), "best_managed": best,
             "break_even": _break_even_text(best, cost.get("volume")),
-            "external_allowed": cost.get("external_allowed", True)}
+            "external_allowed": cost.get("external_allowed", True), "ownership": cost.get("training") or None}
 
 
 def _break_even_text(best: dict | None, volume) -> str:

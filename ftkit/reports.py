@@ -202,7 +202,7 @@ def _report_context(engagement: Engagement) -> dict:
         doc_index=documentation_index(engagement, engagement.report_dir), environment=environment(sections),
         training_data=_training_data(engagement),
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE,
+        ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE, spend=_spend(engagement, config),
         findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])],
         uat=uat_section(engagement))
 
@@ -242,6 +242,17 @@ def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:
                 "text": f"{head}, but self-hosting was chosen: {suitability['hosting_reason']}"}
     return {"title": "Cheaper option", "text": f"{head}, and no compliance setting rules it out: consider the "
                                                f"managed provider unless volume will grow past break-even."}
+
+
+def _spend(engagement: Engagement, config) -> dict | None:
+    """The spend-vs-budget section (``ftkit.report_spend``); None when the price table cannot be read."""
+    from ftkit.errors import FtkitError
+    from ftkit.report_spend import spend_summary
+
+    try:
+        return spend_summary(engagement, config)
+    except FtkitError:
+        return None
 
 
 def _number(value) -> bool:

@@ -291,6 +291,7 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
     _write_status(run_dir, status, started, finished, error)
     t2 = time.perf_counter()
     write_environment_file(run_dir, run_id, phase.name)  # before the manifest: hashed like every output
+    _record_cost(run_dir, engagement, phase.name, status, time.perf_counter() - t0)  # cost.json, hashed too
     if before_record:
         before_record(run_dir, status)
     manifest = build_manifest(
@@ -305,6 +306,19 @@ def _run_and_record(engagement, phase, notebook, params, run_id, run_dir, output
     return RunOutcome(phase.name, run_id, run_dir, status, error, time.perf_counter() - t0,
                       results.get("headline", {}), {"execute_s": t_exec, "report_s": t_report, "manifest_s": t_manifest},
                       notebook_path=output_nb)
+
+
+def _record_cost(run_dir: Path, engagement: Engagement, phase: str, status: str, seconds: float) -> None:
+    """The run's entry in the cost ledger (ftkit.cost_ledger); a broken price table is recorded, never fatal."""
+    from ftkit import cost_ledger
+
+    try:
+        cost_ledger.record_run_cost(run_dir, engagement.path, phase, status, seconds,
+                                    cost_ledger.devices_held(run_dir, phase))
+    except FtkitError as err:
+        atomic_write_json(run_dir / cost_ledger.COST_FILE, {"phase": phase, "run_id": run_dir.name, "status": status,
+                                                            "wall_seconds": round(seconds, 2), "cost_usd": None,
+                                                            "error": str(err)})
 
 
 def _execute(notebook: Path, output_nb: Path, run_dir: Path, engagement: Engagement, params: dict,

@@ -14,7 +14,7 @@ request at full use: hourly / requests_per_hour < c_m). Otherwise managed is che
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from ftkit.deployment.sizing import HOURS_PER_MONTH, Gpu, GpuOption, Workload, replicas_needed
@@ -153,6 +153,7 @@ class CostComparison:
     cheapest: str  # "self_hosted" or a managed price's name
     always_on: bool
     external_allowed: bool
+    training: dict = field(default_factory=dict)  # deployment.training_cost.ownership(): training + a year of serving
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -195,7 +195,25 @@ def costs(run, s: Sized) -> Section:
                            run.config.compliance.allow_external_providers)
     sec = Section(value=c).table(cost.cost_rows(c))
     sec.figures.append(("break_even", cost.plot_break_even(s.plan.chosen, s.prices, s.workload, d.always_on)))
-    return sec.add(finding("info", "deployment.cost", cost.cost_sentence(c)))
+    sec.add(finding("info", "deployment.cost", cost.cost_sentence(c)))
+    return _with_training_cost(run, c, sec)
+
+
+def _with_training_cost(run, c, sec: Section) -> Section:
+    """The measured training cost (cost ledger) beside managed fine-tuning prices (data audit), a year of each."""
+    from ftkit import cost_ledger
+    from ftkit.deployment import training_cost as tc
+
+    training_dir = run.upstream_dir("training")
+    measured = cost_ledger.measured_training_cost(run.engagement, training_dir.name)
+    if measured is not None:
+        run.record_input(training_dir / cost_ledger.COST_FILE)
+    audit = run.upstream("data_audit").cost or {}
+    c.training = tc.ownership(c.to_dict(), audit.get("managed") or [], audit.get("self_hosted") or [], measured,
+                              run.config.deployment.retrain_every_months)
+    sec.table(tc.ownership_rows(c.training), caption="Training and serving together: self-hosted (measured training) "
+                                                     "vs managed fine-tuning")
+    return sec.add(tc.ownership_finding(c.training))
 
 
 def serving(run, srv: Served, exported, trained, s: Sized, base: dict, up: Upstream) -> Section:

@@ -43,6 +43,7 @@ class TrainingInputs:
     eot_id: int | None
     eot_token: str | None
     device: str
+    search: dict | None = None  # the hyperparameter search's decision (search.results_view), when it ran
 
     @property
     def layout_notes(self) -> list[str]:
@@ -190,6 +191,16 @@ def data_findings(d: Data, s: TrainingInputs) -> list[tuple]:
                 f"({plan.steps_per_epoch:,} per epoch); validation on {len(d.validation.examples):,} examples every "
                 f"{plan.eval_steps} steps and at each epoch end.", ""))
     return out
+
+
+# -- 2b. hyperparameter search -------------------------------------------------------------------------------------
+
+def hyperparameter_search(run, s: TrainingInputs, d: Data, progress: bool = True):
+    """Section 2b: ``training.search`` (ftkit.training.search). value: (inputs, data) to train with."""
+    from ftkit.training.search import search_section
+
+    fingerprint, _ = find_resume(run, s, d, allowed=False)  # the study's key starts from the trajectory's
+    return search_section(run, s, d, fingerprint, progress)
 
 
 # -- 3. memory -----------------------------------------------------------------------------------------------------
@@ -364,7 +375,7 @@ class TrainingResults(PhaseResults):
     """What training hands to the evaluation, the deployment plan and the report (results.json ``results``)."""
 
     PHASE = "training"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: search
 
     summary: dict = described("training_summary.json: steps, losses (nats/token), train_minutes (min), "
                               "tokens_per_second, peak memory (GB), output_folder")
@@ -379,6 +390,9 @@ class TrainingResults(PhaseResults):
     fingerprint: str = described("sha256 of settings, data, base model and template (resume key)")
     base_model: dict = described("id, kind, revision, files_sha256, is_tiny_random")
     files: dict = described("artefacts of this run, relative to the run folder")
+    search: dict | None = described("training.search: trials finished/pruned, best and default validation loss "
+                                    "(nats/token), best params, applied, cost (USD, device-hours); None when off",
+                                    default=None)
 
     @property
     def overfitting_flag(self) -> bool:
@@ -409,7 +423,7 @@ def results(s: TrainingInputs, d: Data, m: dict, point, fp: str, overfit: dict, 
         base_model={k: s.model.get(k) for k in ("id", "kind", "revision", "files_sha256", "is_tiny_random")},
         files={"output": training_summary["output_folder"], "loss_history": "loss_history.json",
                "training_summary": "training_summary.json", "hyperparameters": "hyperparameters.json",
-               "metrics_log": "metrics.jsonl", "loss_figure": "figures/loss.png"})
+               "metrics_log": "metrics.jsonl", "loss_figure": "figures/loss.png"}, search=s.search)
 
 
 def summary_line(r: TrainingResults, base_model_id: str) -> str:

@@ -114,7 +114,7 @@ def resolve_settings(training, audit_max_seq_length: int = 0, data_max_seq_lengt
                                             (DEFAULT_MAX_SEQ_LENGTH, "ftkit default")) if value and value > 0)
     if not training.target_modules:
         sources["target_modules"] = "all linear layers"
-    values = {f.name: getattr(training, f.name) for f in dataclasses.fields(training)}
+    values = {f.name: getattr(training, f.name) for f in dataclasses.fields(training) if f.name != "search"}
     values.update(learning_rate=float(lr), max_seq_length=int(seq), target_modules=tuple(training.target_modules),
                   sources=sources)
     return ResolvedSettings(**values)

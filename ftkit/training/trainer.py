@@ -73,6 +73,11 @@ class TrainingJob:
     def final_dir(self) -> Path:
         return Path(self.run_dir) / ("model" if self.settings["method"] == "full" else "adapter")
 
+    @property
+    def is_trial(self) -> bool:
+        """A search trial (``extra["trial"]``): validation loss only; no checkpoints, no saved adapter."""
+        return bool(self.extra.get("trial"))
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -260,7 +265,8 @@ def _callbacks(job: TrainingJob, has_eval: bool):
 
         def _force(self, state, control):
             if state.global_step != self.last_eval:
-                control.should_evaluate = control.should_save = True
+                control.should_evaluate = True
+                control.should_save = not job.is_trial  # a search trial keeps no checkpoint
             return control
 
         def on_epoch_end(self, args, state, control, **kwargs):
@@ -279,7 +285,7 @@ def _callbacks(job: TrainingJob, has_eval: bool):
                 write_marker(Path(args.output_dir) / f"checkpoint-{state.global_step}", job.fingerprint,
                              state.global_step, Path(job.run_dir).name)
 
-    return [MetricsLog(), Marker()] + ([EvalSchedule()] if has_eval else [])
+    return [MetricsLog()] + ([] if job.is_trial else [Marker()]) + ([EvalSchedule()] if has_eval else [])
 
 
 def _progress(job: TrainingJob, entry: dict, max_steps: int) -> None:
@@ -383,8 +389,8 @@ def _argument_values(job: TrainingJob, device: str, has_eval: bool, bf16: bool, 
         learning_rate=s["learning_rate"], weight_decay=s["weight_decay"], lr_scheduler_type="cosine",
         warmup_steps=plan["warmup_steps"], max_steps=plan["total_steps"], num_train_epochs=max(1.0, s["epochs"]),
         eval_strategy="steps" if has_eval else "no", eval_steps=plan["eval_steps"],
-        eval_on_start=has_eval and not job.resume_from, save_strategy="steps", save_steps=plan["eval_steps"],
-        save_total_limit=2, load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None,
+        eval_on_start=has_eval and not job.resume_from, save_strategy="no" if job.is_trial else "steps",
+        save_steps=plan["eval_steps"], save_total_limit=2, load_best_model_at_end=has_eval and not job.is_trial, metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None, restore_callback_states_from_checkpoint=True,
         logging_strategy="steps", logging_steps=max(1, min(plan["eval_steps"], plan["total_steps"] // 50 or 1)),
         logging_first_step=True, report_to="none", run_name=job.tracking_name, seed=s["seed"], data_seed=s["seed"],
@@ -412,7 +418,7 @@ def one_device_per_process(args) -> int:
     return visible
 
 
-def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequences, device: str):
+def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequences, device: str, extra_callbacks=()):
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     from ftkit.training.packing import SequenceDataset, make_collator
@@ -421,7 +427,7 @@ def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequ
     has_eval = bool(eval_sequences)
     callbacks = _callbacks(job, has_eval)
     trackers, job.extra["tracking"] = tracker_callbacks(job)
-    callbacks += trackers
+    callbacks += trackers + list(extra_callbacks)
     if has_eval and s["early_stopping_patience"] > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s["early_stopping_patience"]))
     args = training_arguments(job, device, has_eval)
@@ -437,8 +443,12 @@ def build_trainer(job: TrainingJob, model, tokenizer, train_sequences, eval_sequ
 
 # -- the whole training step ---------------------------------------------------------------------------------------
 
-def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
-    """Load, wrap, train, save the final adapter/model + tokenizer. Returns the outcome (on every process)."""
+def run_training(job: TrainingJob, train_sequences, eval_sequences, callbacks=(), base_model=None) -> dict:
+    """Load, wrap, train, save the final adapter/model + tokenizer. Returns the outcome (on every process).
+
+    ``callbacks``: more TrainerCallbacks (the search's pruning callback); a trial job saves nothing.
+    ``base_model``: an already loaded, never wrapped base model to train a deep copy of (the search loads it once
+    for all its trials instead of once per trial)."""
     import torch
 
     from ftkit.models.loading import load_tokenizer, pick_device
@@ -449,12 +459,17 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
     from ftkit.chat_plan import fit_embeddings, install_template
 
     install_template(tokenizer, job.extra.get("chat_template"), job.extra.get("added_tokens"))  # as the phase prepared
-    model = load_training_model(job, device)
+    if base_model is not None:
+        import copy
+
+        model = copy.deepcopy(base_model)
+    else:
+        model = load_training_model(job, device)
     fit_embeddings(model, tokenizer)  # added turn tokens: resized rows, saved with the adapter by peft
     if job.settings["packing"]:
         model.set_attn_implementation(packed_attention(device))
     model, trainable, total = apply_method(model, job.settings)
-    trainer = build_trainer(job, model, tokenizer, train_sequences, eval_sequences, device)
+    trainer = build_trainer(job, model, tokenizer, train_sequences, eval_sequences, device, callbacks)
     from ftkit.training.distributed import check_distributed_type
 
     check_distributed_type(job.settings.get("distributed", "none"), _distributed_type(trainer))
@@ -462,7 +477,8 @@ def run_training(job: TrainingJob, train_sequences, eval_sequences) -> dict:
     result = trainer.train(resume_from_checkpoint=job.resume_from or None)
     seconds = time.perf_counter() - started
     tokens = _sum_over_processes(trainer, trainer.tokens)
-    _save_final(trainer, tokenizer, job.final_dir)
+    if not job.is_trial:
+        _save_final(trainer, tokenizer, job.final_dir)
     state = trainer.state
     return {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
             "train_seconds": seconds, "train_loss": result.training_loss, "tokens": tokens,
