@@ -102,6 +102,26 @@ class DataSettings:
     redact_pii: bool = field(default=False, metadata=_help("Also write PII-redacted copies of the splits."))
     min_examples: int = field(default=100, metadata=_help(
         "Fewer valid examples than this blocks the audit (and so training)."))
+    corrections: list[str] = field(default_factory=list, metadata=_help(
+        "Filled review sheets (CSV: file, line, decision keep|fix|drop, new_answer; e.g. suspect_labels.csv), "
+        "relative to this folder: the data audit applies them to its splits, data/ is never changed."))
+
+    def __post_init__(self):
+        bad = [f"corrections[{i}] must be a .csv file inside the engagement folder (relative, no '..'), got {rel!r}"
+               for i, rel in enumerate(self.corrections) if not _inside_csv(rel)]
+        if bad:
+            raise ValueError("; ".join(bad))
+
+
+def _inside_csv(rel) -> bool:
+    """A relative path to a .csv file that stays inside the folder it is relative to.
+
+    >>> _inside_csv("reviews/corrections.csv"), _inside_csv("../x.csv"), _inside_csv("/tmp/x.csv"), _inside_csv("a.txt")
+    (True, False, False, False)
+    """
+    path = Path(str(rel))
+    return (isinstance(rel, str) and bool(rel.strip()) and not path.is_absolute() and ".." not in path.parts
+            and path.suffix.lower() == ".csv")
 
 
 @dataclass
