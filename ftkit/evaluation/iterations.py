@@ -107,11 +107,38 @@ def predictions_of(run, it: Iteration, baseline, fingerprint: str, progress: boo
     path = recorded_predictions(run.engagement, it.run_id, fingerprint)
     if path is not None:
         run.record_input(path)
-        return read_predictions(path), f"recorded by evaluation run {path.parent.name}"
+        return on_current_references(read_predictions(path), baseline.records), \
+            f"recorded by evaluation run {path.parent.name}"
     ft = load_finetuned(run.config, it.run_dir)
     preds = generate_local(ft.model, ft.tokenizer, prompts_for(baseline, ft.tokenizer), baseline.max_new_tokens,
                            baseline.batch_size, progress=progress)
     return preds, "generated in this run"
+
+
+def on_current_references(predictions: list, records: list[dict]) -> list:
+    """Recorded answers scored against the current test records' references (same ids): a review sheet may have
+    corrected a test answer since they were recorded, and a paired comparison needs one yardstick.
+
+    >>> from ftkit.generation.predictions import Prediction
+    >>> p = Prediction("a", "h", "out", "old", 1, 1, 0.0, False, "x")
+    >>> [(q.reference, q.label) for q in on_current_references([p], [{"id": "a", "label": "y",
+    ...     "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "new"}]}])]
+    [('new', 'y')]
+    """
+    from dataclasses import replace
+
+    from ftkit.prompting import split_record
+
+    by_id = {str(r.get("id")): r for r in records}
+    out = []
+    for p in predictions:
+        r = by_id.get(p.id)
+        if r is None:
+            out.append(p)
+            continue
+        label = r.get("label")
+        out.append(replace(p, reference=split_record(r)[1], label=None if label is None else str(label)))
+    return out
 
 
 def what_changed(it: Iteration) -> str:
