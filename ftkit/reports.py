@@ -201,7 +201,14 @@ def _report_context(engagement: Engagement) -> dict:
         doc_index=documentation_index(engagement, engagement.report_dir), environment=environment(sections),
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE,
-        findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])])
+        findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])],
+        ledger=_ledger(engagement))
+
+
+def _ledger(engagement: Engagement):
+    from ftkit.report_ledger import ledger_context
+
+    return ledger_context(engagement)
 
 
 def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:
