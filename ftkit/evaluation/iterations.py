@@ -258,7 +258,8 @@ def ledger_rows(engagement, current: dict | None = None) -> list[dict]:
 
     rows, prev_answers, prev_settings = [], None, None
     for it in training_iterations(engagement):
-        audit_run, trained_on = _phase_run_of(it.results.get("inputs"), "data_audit")
+        audit_run, read = _phase_run_of(it.results.get("inputs"), "data_audit")
+        trained_on = {k: v for k, v in read.items() if k.endswith(".jsonl")}  # the splits, not results.json
         audit_dir = engagement.runs_dir("data_audit") / audit_run if audit_run else None
         answers = split_answers(audit_dir)
         settings = _snapshot(it.run_dir)
