@@ -93,12 +93,12 @@ def _read_csv(path: Path, shown: str) -> tuple[list[str], list[dict]]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{shown} is not UTF-8 text (byte {err.start}): save the sheet as CSV UTF-8 and re-run.") from None
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    # The separator is the one that makes the header hold the required columns (a ';'-locale spreadsheet writes
+    # ';'); csv.Sniffer guesses from the whole sample and is misled by free text full of ';' or tabs.
+    first = text.split("\n", 1)[0].lower()
+    delimiter = next((d for d in (",", ";", "\t") if {"file", "decision"} <= {c.strip().strip('"') for c in first.split(d)}),
+                     ",")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     try:
