@@ -247,6 +247,11 @@ def decide(criteria: list, evidence: dict, max_iterations: int = 3) -> Verdict:
     for rule in NEXT_ACTION_RULES:
         if rule.applies(verdict, facts):
             why, steps = rule.explain(facts)
+            if facts.get("worse_than_previous"):  # whatever the action: an earlier model is measurably better
+                why += f" {facts['worse_than_previous']}"
+                steps = [f"Prefer iteration {facts['previous_iteration']}'s model (training run {facts['previous_run']}) "
+                         f"unless the client's review says otherwise, and find out what in this iteration's data or "
+                         f"settings made it worse (see the ledger)."] + steps
             return Verdict(verdict, rule.action, why, steps, rows, defaults, {"facts": facts})
     raise AssertionError("the last next-action rule always applies")  # pragma: no cover
 
@@ -319,13 +324,25 @@ def loop_facts(ev: dict, max_iterations: int) -> dict:
     n_scored = int(suspects.get("n_scored") or 0)
     ledger = ev.get("ledger") or []
     stalled = stalled_iterations(ledger) if ledger else []
+    scored = [r for r in ledger if r.get("value") is not None]
+    now = scored[-1] if scored else {}
+    previous = next((r for r in ledger if r["iteration"] == now.get("iteration", 0) - 1), {})
+    worse = bool(now.get("vs_previous_significant")) and now.get("vs_previous") is not None and \
+        not _gain(now, now["vs_previous"])
     return {"epochs_seen": tp.get("epochs_seen"), "steps": tp.get("steps", 0), "seconds_per_step": tp.get("seconds_per_step", 0.0),
             "steps_per_epoch": tp.get("steps_per_epoch", 0), "val_losses": losses, "late_fall": late_fall(losses),
             "weak_slices": list(ev.get("weak_slices") or []), "n_suspects": int(suspects.get("n") or 0),
             "n_scored": n_scored, "suspect_share": int(suspects.get("n") or 0) / n_scored if n_scored else 0.0,
             "slices_measured": ev.get("weak_slices") is not None, "suspects_measured": bool(suspects),
-            "ledger": bool(ledger), "stalled": stalled,
+            "ledger": bool(ledger), "stalled": stalled, "previous_run": previous.get("training_run", ""),
+            "previous_iteration": previous.get("iteration", 0),
+            "worse_than_previous": (f"Iteration {now['iteration']} is significantly worse than iteration "
+                                    f"{now['iteration'] - 1} on the same test set: {_ledger_line(now)}." if worse else ""),
             "stalled_evidence": [_ledger_line(r) for r in ledger if r["iteration"] in stalled]}
+
+
+def _gain(row: dict, diff: float) -> bool:
+    return diff > 0 if row.get("higher_is_better", True) else diff < 0
 
 
 def _ledger_line(r: dict) -> str:

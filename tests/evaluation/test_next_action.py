@@ -94,3 +94,18 @@ def test_stop_after_max_iterations_without_a_significant_gain():
     # a significant gain in the wrong direction is no gain
     worse = _ledger((-0.2, True), (-0.1, True), (-0.1, True))
     assert verdict.decide(FAIL, _ev(ledger=worse), max_iterations=3).action == "stop"
+
+
+def test_a_significantly_worse_iteration_says_so_whatever_the_action():
+    from ftkit.evaluation.verdict import DEFAULT_CRITERIA
+
+    worse = _ledger((0.7, True), (-0.154, True))
+    worse[0]["training_run"] = "t1"
+    v = verdict.decide([{"metric": "accuracy", "min": 0.3}], _ev(NEW, ledger=worse))
+    assert v.action == "ship" and "Iteration 2 is significantly worse than iteration 1" in v.why
+    assert v.next_steps[0].startswith("Prefer iteration 1's model (training run t1)")
+    better = _ledger((0.7, True), (0.154, True))
+    v = verdict.decide([{"metric": "accuracy", "min": 0.3}], _ev(NEW, ledger=better))
+    assert "worse" not in v.why and not v.next_steps[0].startswith("Prefer")
+    noise = _ledger((0.7, True), (-0.05, False))  # not significant: no claim
+    assert "worse" not in verdict.decide(list(DEFAULT_CRITERIA), _ev(NEW, ledger=noise)).why
