@@ -310,13 +310,19 @@ class EvaluationSettings:
         "Per-example score drop (0-1) that counts as a regression for continuous metrics; for right/wrong "
         "metrics every right -> wrong counts."))
     max_iterations: int = field(default=3, metadata=_help(
-        "After this many training runs without a significant gain the verdict says stop."))
+        "After this many iterations in a row without a significant gain (over the previous one; the first over "
+        "the baseline) the verdict says stop, citing the ledger."))
     compare_iterations: int = field(default=2, metadata=_help(
         "Earlier succeeded training runs compared with the newest (0 = none)."))
     probe_max_new_tokens: int = field(default=24, metadata=_help(
         "Answer length cap (tokens) for the forgetting probe; its answers are a word or number."))
     examples_shown: int = field(default=8, metadata=_help(
         "Side-by-side baseline vs fine-tuned examples shown in the report."))
+
+    def __post_init__(self):
+        if isinstance(self.max_iterations, int) and self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be 1 or more (iterations without a significant gain before the "
+                             f"verdict says stop), got {self.max_iterations!r}")
 
 
 @dataclass

@@ -188,3 +188,11 @@ def test_corrections_findings_warn_only_when_the_test_split_changed():
     assert [f[:2] for f in corrections_findings({**base, "test_changed": 1})] == [
         ("info", "data.corrections"), ("warning", "data.corrections_test")]
     assert corrections_findings({})[0][1] == "data.no_corrections"
+
+
+def test_max_iterations_must_be_at_least_one():
+    from ftkit.config import parse_config
+
+    with pytest.raises(ConfigError, match="max_iterations must be 1 or more"):
+        parse_config({"evaluation": {"max_iterations": 0}})
+    assert parse_config({"evaluation": {"max_iterations": 1}}).evaluation.max_iterations == 1
