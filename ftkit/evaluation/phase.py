@@ -415,14 +415,16 @@ def ledger_table(rows: list[dict]) -> list[dict]:
         if v is None:
             return "-"
         ci = r.get(f"{key}_ci") or [v, v]
-        return f"{v:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] p={r[f'{key}_p']:.2g}"
+        p = r[f"{key}_p"]
+        return f"{v:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], " + ("p < 0.001" if p < 0.001 else f"p = {p:.2g}")
 
     out = []
     for r in rows:
         ch = r.get("changes")
         out.append({"iteration": r["iteration"], "training run": r["training_run"],
                     "data audit (data sha256)": f"{r['data_audit_run']} ({r['data_sha256'][:10]})",
-                    "records +/-/corrected": "-" if ch is None else f"+{ch['added']} / -{ch['removed']} / {ch['corrected']}",
+                    "records +/-/corrected": ("-" if ch is None else f"+{ch['added']} / -{ch['removed']} / {ch['corrected']}")
+                    + (f" ({r['test_corrected']} test answers corrected)" if r.get("test_corrected") else ""),
                     "settings changed": "; ".join(r["settings_changed"]) or "-",
                     "val loss": "-" if r.get("val_loss") is None else f"{r['val_loss']:.3f}",
                     r.get("metric") or "test metric": "not evaluated" if r.get("value") is None else
@@ -447,6 +449,7 @@ def ledger_figure(rows: list[dict]):
         ax.set_ylabel(scored[-1]["metric"])
         ax.legend(fontsize=8)
     ax.set_xticks([r["iteration"] for r in rows])
+    ax.set_xlim(0.5, len(rows) + 0.5)
     ax.set_xlabel("iteration (training run)")
     ax.set_title("Iteration ledger: headline test metric, 95 % CI")
     fig.tight_layout()
