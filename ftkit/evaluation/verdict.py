@@ -416,6 +416,9 @@ def _stop(f: dict) -> tuple[str, list[str]]:
 def _retrain(f: dict) -> tuple[str, list[str]]:
     cause = ("validation loss rose while training loss fell (overfitting)" if f["overfitting"]
              else f"validation loss did not fall (trend: {f['val_loss_trend']})")
+    if f.get("val_losses"):
+        cause += (f"; validation loss {' -> '.join(f'{v:.2f}' for v in f['val_losses'][-4:])} over "
+                  f"{f['epochs_seen']:.2f} epoch(s) in {f['steps']} steps")
     return (f"Criteria failed ({', '.join(f['failed'])}) and training was unhealthy: {cause}.",
             ["Retrain with fewer epochs or a lower learning rate (overfitting), or more steps (no learning).",
              "Re-run the evaluation on the new training run; earlier iterations are compared automatically."])

@@ -109,3 +109,11 @@ def test_a_significantly_worse_iteration_says_so_whatever_the_action():
     assert "worse" not in v.why and not v.next_steps[0].startswith("Prefer")
     noise = _ledger((0.7, True), (-0.05, False))  # not significant: no claim
     assert "worse" not in verdict.decide(list(DEFAULT_CRITERIA), _ev(NEW, ledger=noise)).why
+
+
+def test_overfitting_retrains_with_the_curve_that_shows_it():
+    ev = _ev(training={"overfitting": True, "val_loss_trend": "rising"},
+             training_progress=_progress(4.0, [2.0, 1.1, 1.3, 1.6], steps=400))
+    v = verdict.decide(FAIL, ev)
+    assert v.action == "iterate_on_training" and "1.10 -> 1.30 -> 1.60" in v.why and "4.00 epoch(s) in 400 steps" in v.why
+    assert "fewer epochs" in v.next_steps[0]
