@@ -96,4 +96,4 @@ def test_a_second_iteration_applies_the_review_and_the_ledger_shows_both(tiny_ch
     assert (outcomes[2].run_dir / "figures" / "iteration_ledger.png").is_file()
 
     html = build_engagement_report(engagement).read_text(encoding="utf-8")
-    assert "Iteration ledger" in html and audit2.name in html and "+0 / -1 / 2" in html
+    assert "Iteration ledger" in html and audit2.name in html and "+0, -1, 2" in html

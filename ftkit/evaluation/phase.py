@@ -423,7 +423,7 @@ def ledger_table(rows: list[dict]) -> list[dict]:
         ch = r.get("changes")
         out.append({"iteration": r["iteration"], "training run": r["training_run"],
                     "data audit (data sha256)": f"{r['data_audit_run']} ({r['data_sha256'][:10]})",
-                    "records +/-/corrected": ("-" if ch is None else f"+{ch['added']} / -{ch['removed']} / {ch['corrected']}")
+                    "records added, removed, corrected": ("-" if ch is None else f"+{ch['added']}, -{ch['removed']}, {ch['corrected']}")
                     + (f" ({r['test_corrected']} test answers corrected)" if r.get("test_corrected") else ""),
                     "settings changed": "; ".join(r["settings_changed"]) or "-",
                     "val loss": "-" if r.get("val_loss") is None else f"{r['val_loss']:.3f}",

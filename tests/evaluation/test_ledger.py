@@ -35,7 +35,7 @@ def test_the_table_shows_changes_differences_and_the_yardstick():
                               test_corrected=3),
                          {"iteration": 3, "training_run": "t3", "data_audit_run": "a3", "data_sha256": "cd" * 32,
                           "changes": {"added": 5, "removed": 0, "corrected": 0}, "settings_changed": [], "val_loss": None}])
-    assert rows[0]["records +/-/corrected"] == "-" and rows[1]["records +/-/corrected"] == "+0 / -1 / 2 (3 test answers corrected)"
+    assert rows[0]["records added, removed, corrected"] == "-" and rows[1]["records added, removed, corrected"] == "+0, -1, 2 (3 test answers corrected)"
     assert rows[1]["settings changed"] == "training.max_steps: 40 -> 120"
     assert rows[1]["vs previous"] == "+0.050 [-0.020, +0.120], p = 0.2" and rows[0]["vs previous"] == "-"
     assert rows[0]["vs baseline"] == "+0.200 [+0.100, +0.300], p = 0.001"
