@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", default="demo", help="engagement name (default: demo)")
     p.add_argument("--base-model", default=None, help="override the demo's base model (e.g. tiny-random)")
     p.add_argument("--phase", action="append", metavar="NAME", help=_phase_help("only these phases (repeatable)"))
+    p.add_argument("--iterations", type=int, default=1, choices=(1, 2),
+                   help="2: then apply the demo client's (simulated) review sheet and run a second iteration "
+                        "(data audit, training, evaluation) to show the iteration ledger")
     _root_arg(p)
 
     p = sub.add_parser("lab", help="JupyterLab on a working copy of the notebooks, parameters filled in")
@@ -272,7 +275,8 @@ def _report(args) -> int:
 def _demo(args) -> int:
     from ftkit.demo import run_demo
 
-    engagement, outcomes = run_demo(args.root, client=args.client, base_model=args.base_model, phases=args.phase)
+    engagement, outcomes = run_demo(args.root, client=args.client, base_model=args.base_model, phases=args.phase,
+                                    iterations=args.iterations)
     code = _finish_runs(engagement, outcomes)
     if code == 0:
         print(f"Demo complete. Open {engagement.report_dir / 'index.html'}; check the evidence with "

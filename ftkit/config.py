@@ -102,6 +102,26 @@ class DataSettings:
     redact_pii: bool = field(default=False, metadata=_help("Also write PII-redacted copies of the splits."))
     min_examples: int = field(default=100, metadata=_help(
         "Fewer valid examples than this blocks the audit (and so training)."))
+    corrections: list[str] = field(default_factory=list, metadata=_help(
+        "Filled review sheets (CSV: file, line, decision keep|fix|drop, new_answer; e.g. suspect_labels.csv), "
+        "relative to this folder: the data audit applies them to its splits, data/ is never changed."))
+
+    def __post_init__(self):
+        bad = [f"corrections[{i}] must be a .csv file inside the engagement folder (relative, no '..'), got {rel!r}"
+               for i, rel in enumerate(self.corrections) if not _inside_csv(rel)]
+        if bad:
+            raise ValueError("; ".join(bad))
+
+
+def _inside_csv(rel) -> bool:
+    """A relative path to a .csv file that stays inside the folder it is relative to.
+
+    >>> _inside_csv("reviews/corrections.csv"), _inside_csv("../x.csv"), _inside_csv("/tmp/x.csv"), _inside_csv("a.txt")
+    (True, False, False, False)
+    """
+    path = Path(str(rel))
+    return (isinstance(rel, str) and bool(rel.strip()) and not path.is_absolute() and ".." not in path.parts
+            and path.suffix.lower() == ".csv")
 
 
 @dataclass
@@ -415,7 +435,8 @@ class EvaluationSettings:
         "Per-example score drop (0-1) that counts as a regression for continuous metrics; for right/wrong "
         "metrics every right -> wrong counts."))
     max_iterations: int = field(default=3, metadata=_help(
-        "After this many training runs without a significant gain the verdict says stop."))
+        "After this many iterations in a row without a significant gain (over the previous one; the first over "
+        "the baseline) the verdict says stop, citing the ledger."))
     compare_iterations: int = field(default=2, metadata=_help(
         "Earlier succeeded training runs compared with the newest (0 = none)."))
     probe_max_new_tokens: int = field(default=24, metadata=_help(
@@ -432,6 +453,11 @@ class EvaluationSettings:
         bad = [s for s in self.slices if not isinstance(s, str) or not s.strip()]
         if bad or len(set(self.slices)) != len(self.slices):
             raise ValueError(f"slices: {self.slices!r} must be distinct, non-empty field names")
+
+    def __post_init__(self):
+        if isinstance(self.max_iterations, int) and self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be 1 or more (iterations without a significant gain before the "
+                             f"verdict says stop), got {self.max_iterations!r}")
 
 
 @dataclass

@@ -97,8 +97,20 @@ def _record(ticket: str, category: str, priority: str) -> dict:
                          {"role": "assistant", "content": answer}]}
 
 
+WRONG_LABELS = 18  # tickets given a wrong category on purpose (2.5 % of 720); the simulated review fixes them
+FLAW_SOURCES = {3, 7, 10, 40, 41, 100}  # records copied into the flaws below: never mislabelled (no extra conflicts)
+REVIEW_KEEPS = 6  # right labels the simulated reviewer looked at and kept (a real review sheet has both)
+SIMULATED = "SIMULATED REVIEW (ftkit demo)"
+
+
 def generate(n: int = 720, seed: int = 7) -> list[dict]:
     """``n`` clean-looking tickets plus ~10 deliberate flaws, in a shuffled but seeded order."""
+    return generate_with_truth(n, seed)[0]
+
+
+def generate_with_truth(n: int = 720, seed: int = 7) -> tuple[list[dict], list[dict]]:
+    """(records, the review a client would return): the review rows are the mislabelled tickets (decision
+    fix, with the true answer) and a few right ones (decision keep), by their line in the written file."""
     rng = random.Random(seed)
     weights = {"high": 0.25, "medium": 0.45, "low": 0.30}
     records = []
@@ -120,8 +132,53 @@ def generate(n: int = 720, seed: int = 7) -> list[dict]:
     conflict = json.loads(json.dumps(records[7]))
     conflict["messages"][2]["content"] = json.dumps({"category": "other", "priority": "low"})  # conflicting label
     records.append(conflict)
+    wrong = _mislabel(records, n, seed)
+    kept = [records[i] for i in sorted(random.Random(seed + 2).sample(
+        [i for i in range(n) if i not in FLAW_SOURCES and all(records[i] is not w for w, _ in wrong)], REVIEW_KEEPS))]
     rng.shuffle(records)
-    return records
+    line = {id(r): i + 1 for i, r in enumerate(records)}
+    review = [_review_row(r, line[id(r)], "fix", true) for r, true in wrong] + \
+        [_review_row(r, line[id(r)], "keep", "") for r in kept]
+    review.sort(key=lambda row: row["line"])
+    for rank, row in enumerate(review, start=1):
+        row["rank"] = rank
+    return records, review
+
+
+def _mislabel(records: list[dict], n: int, seed: int) -> list[tuple[dict, str]]:
+    """Give WRONG_LABELS tickets another category (priority kept); (record, true answer) for each, in place."""
+    rng = random.Random(seed + 1)  # its own stream: the tickets and the shuffle stay as they were
+    picked = rng.sample([i for i in range(n) if i not in FLAW_SOURCES], WRONG_LABELS)
+    out = []
+    for i in sorted(picked):
+        record = records[i]
+        true = record["messages"][2]["content"]
+        answer = json.loads(true)
+        answer["category"] = rng.choice([c for c in TEMPLATES if c != answer["category"]])
+        record["messages"][2]["content"] = json.dumps(answer)
+        out.append((record, true))
+    return out
+
+
+REVIEW_COLUMNS = ["rank", "file", "line", "split", "input", "given_answer", "model_answer", "score", "score_kind",
+                  "decision", "new_answer", "reviewer", "comment"]  # suspect_labels.csv's columns
+
+
+def _review_row(record: dict, line: int, decision: str, true_answer: str) -> dict:
+    return {"rank": 0, "file": "support_tickets.jsonl", "line": line, "split": "", "input": record["messages"][1]["content"],
+            "given_answer": record["messages"][2]["content"], "model_answer": "", "score": "", "score_kind": "simulated",
+            "decision": decision, "new_answer": true_answer, "reviewer": SIMULATED,
+            "comment": ("the category is wrong (planted by ftkit.demo_data)" if decision == "fix"
+                        else "checked: the label is right")}
+
+
+def write_review(path: Path, n: int = 720, seed: int = 7) -> Path:
+    """The demo client's simulated review sheet (``sample_data/simulated_review.csv``), in suspect_labels.csv's
+    columns; every row says it is simulated."""
+    from ftkit.safe_values import csv_text
+
+    Path(path).write_text(csv_text(REVIEW_COLUMNS, generate_with_truth(n, seed)[1]), encoding="utf-8")
+    return Path(path)
 
 
 def write(path: Path, n: int = 720, seed: int = 7) -> Path:
@@ -178,3 +235,4 @@ if __name__ == "__main__":
     target = Path(__file__).resolve().parent / "sample_data" / "support_tickets.jsonl"
     target.parent.mkdir(exist_ok=True)
     print(write(target))
+    print(write_review(target.parent / "simulated_review.csv"))

@@ -204,7 +204,7 @@ def _report_context(engagement: Engagement) -> dict:
         generated_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         ftkit_version=ftkit.__version__, evidence_note=EVIDENCE_NOTE, spend=_spend(engagement, config),
         findings=[(s["phase"].title, f) for s in sections for f in s.get("findings", [])],
-        uat=uat_section(engagement))
+        uat=uat_section(engagement), ledger=_ledger(engagement))
 
 
 def _training_data(engagement: Engagement) -> list[dict]:
@@ -212,6 +212,12 @@ def _training_data(engagement: Engagement) -> list[dict]:
     from ftkit.augmentation.sources import training_data_by_iteration
 
     return training_data_by_iteration(engagement)
+
+
+def _ledger(engagement: Engagement):
+    from ftkit.report_ledger import ledger_context
+
+    return ledger_context(engagement)
 
 
 def hosting_note(cost: dict | None, suitability: dict | None) -> dict | None:

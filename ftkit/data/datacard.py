@@ -36,6 +36,15 @@ def _sources_line(stats: dict) -> str:
             "the client's own test examples only.")
 
 
+def _corrections_line(c: dict) -> str:
+    if not c.get("sheets"):
+        return "No review sheets were applied."
+    sheets = ", ".join(f"`{s['path']}` (sha256 {s['sha256'][:12]})" for s in c["sheets"])
+    return (f"{c['fixed']:,} answers corrected and {c['dropped']:,} records dropped by the client's review "
+            f"({sheets}); {c['kept']:,} reviewed and kept; {c['test_changed']:,} of the changes are in the test split. "
+            f"Every change is listed in corrections.jsonl; the delivered files are unchanged.")
+
+
 def render_data_card(stats: dict, context: dict) -> str:
     """Markdown data card. ``context``: client, objective, task_type, files, frameworks, redact_pii, verdict."""
     dups = stats.get("duplicates", {})
@@ -78,6 +87,7 @@ def render_data_card(stats: dict, context: dict) -> str:
             ("What preprocessing was done?", "Normalised to chat messages; records with errors excluded; exact "
              "duplicates reduced to one copy; training records also in the client's test set dropped from training."),
             ("Who labelled the data and how was quality controlled?", ASK_CLIENT),
+            ("Were labels corrected after review?", _corrections_line(context.get("corrections") or {})),
         ],
         "Uses": [
             ("What tasks should the dataset be used for?", f"Fine-tuning for: {context.get('objective') or ASK_CLIENT}"),

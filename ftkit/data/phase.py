@@ -129,6 +129,51 @@ def _no_record_passes(result: AuditResult) -> list[tuple]:
              f"{Path(example.file).name} line {example.line}: {example.message[:200]}).", CHECKS[code].fix)]
 
 
+# -- 1b. the client's corrections (data.corrections) -----------------------------------------------------------
+
+def corrections_findings(summary: dict) -> list[tuple]:
+    """What the review sheets changed; a warning when any change touches the test split (the yardstick)."""
+    if not summary.get("sheets"):
+        return [("info", "data.no_corrections", "No review sheets applied (data.corrections is empty).", "")]
+    n_sheets = len(summary["sheets"])
+    out = [("info", "data.corrections", f"{summary['fixed'] + summary['dropped']:,} change(s) from {n_sheets} review "
+            f"sheet(s): {summary['fixed']:,} answer(s) fixed, {summary['dropped']:,} record(s) dropped, "
+            f"{summary['kept']:,} confirmed as right; the delivered files in data/ are unchanged and every change is "
+            f"in corrections.jsonl.", "")]
+    if summary["test_changed"]:
+        out.append(("warning", "data.corrections_test", f"{summary['test_changed']:,} correction(s) touch the test "
+                    f"split: the yardstick changed, so evaluations before this audit are not comparable on the same "
+                    f"test set.", "Re-run the baseline on these splits before evaluating; the iteration ledger marks "
+                    "which iterations share a test set."))
+    return out
+
+
+def corrections_table(p) -> list[dict]:
+    return [{"file": c["file"], "line": c["line"], "split": c["split"], "decision": c["decision"],
+             "old answer": c["old_answer"][:80], "new answer": c.get("new_answer", "")[:80],
+             "reviewer": c["reviewer"], "sheet": f"{c['sheet']} row {c['row']}"} for c in p.changes]
+
+
+def corrections_section(run, result: AuditResult):
+    """Section 1b: the review sheets of ``data.corrections`` applied to the splits (value: the applied Plan).
+
+    Every sheet is read, hashed as an input and checked against the audited records before anything is written;
+    a bad row raises DataError naming the sheet and row."""
+    from ftkit.data import corrections
+    from ftkit.section import Section
+
+    listed = list(run.config.data.corrections)
+    rows, sheets = corrections.load_corrections(run.engagement.path, listed, run.record_input) if listed else ([], [])
+    p = corrections.plan(result, rows, sheets, result.options.task)
+    corrections.apply(result, p)
+    result.corrections = p
+    sec = Section(value=p)
+    if p.changes:
+        sec.table(corrections_table(p)[:50], caption=f"Changes from the review sheets ({len(p.changes)}; all in "
+                                                     f"corrections.jsonl)")
+    return sec.add(*corrections_findings(p.summary()))
+
+
 # -- 2. issues --------------------------------------------------------------------------------------------------
 
 def issues_table(result: AuditResult) -> list[dict]:
@@ -363,12 +408,17 @@ def write_outputs(run, result: AuditResult, verdict: str) -> dict:
     from ftkit.data.datacard import render_data_card
     from ftkit.fsutil import atomic_write_text
 
+    from ftkit.data.corrections import write_log
+
     paths = result.write_outputs(run.run_dir)
+    if result.corrections is not None and write_log(run.run_dir, result.corrections):
+        paths["corrections.jsonl"] = run.run_dir / "corrections.jsonl"
     c = run.config
     card = render_data_card(result.stats, {
         "client": c.client.name or run.engagement.slug, "objective": c.objective, "task_type": c.task.type,
         "files": [Path(f.path).name for f in result.files], "frameworks": c.compliance.frameworks,
-        "redact_pii": c.data.redact_pii, "verdict": verdict})
+        "redact_pii": c.data.redact_pii, "verdict": verdict,
+        "corrections": result.corrections.summary() if result.corrections is not None else {}})
     paths["data_card.md"] = atomic_write_text(run.run_dir / "data_card.md", card)
     return paths
 
@@ -554,6 +604,9 @@ class DataAuditResults(PhaseResults):
     files: dict = described("artefacts of this run (splits, issues.csv, data_card.md), relative to the run folder")
     max_seq_length_suggested: int = described("the smallest round length covering the valid examples' token "
                                               "counts; training uses it when training.max_seq_length is 0", "tokens")
+    corrections: dict = described("the review sheets applied (data.corrections): sheets with sha256, fixed, "
+                                  "dropped, kept, test_changed and the test changes; empty when none",
+                                  "records", default_factory=dict)
 
     @property
     def blocked(self) -> bool:
@@ -571,7 +624,8 @@ def results(run, result: AuditResult, decision: dict, cost: dict, paths: dict) -
         verdict=decision["verdict"], blocking_reasons=decision["blocking_reasons"], stats=result.stats,
         issue_counts=result.issue_counts(), splits=result.split_counts(), cost=cost,
         files={name: str(p.relative_to(run.run_dir)) for name, p in paths.items()},
-        max_seq_length_suggested=suggest_max_seq_length(lengths))
+        max_seq_length_suggested=suggest_max_seq_length(lengths),
+        corrections=result.corrections.summary() if result.corrections is not None else {})
 
 
 TELL_CLIENT = {"ready": "The data is ready for fine-tuning.",

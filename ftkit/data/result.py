@@ -48,6 +48,8 @@ class AuditResult:
     options: Any = None  # the AuditOptions used
     tokenizer_note: str = ""  # why token checks were skipped, if they were
     profile_columns: Any = None  # ftkit.data.stats.ProfileColumns of the valid records, collected while reading
+    fixes: dict = field(default_factory=dict)  # meta index -> a review sheet's fix (ftkit.data.corrections.apply)
+    corrections: Any = None  # the applied ftkit.data.corrections.Plan (None: data.corrections is empty)
 
     # -- counts the CLI and notebook show
     @property
@@ -89,12 +91,13 @@ class AuditResult:
         folder.mkdir(parents=True, exist_ok=True)
         paths = self._write_splits(folder, self.spool)
         if self.redacted_spool is not None:
-            paths.update({f"redacted/{k}": v for k, v in self._write_splits(folder / "redacted", self.redacted_spool).items()})
+            paths.update({f"redacted/{k}": v for k, v in
+                          self._write_splits(folder / "redacted", self.redacted_spool, redacted=True).items()})
         paths["issues.csv"] = self.write_issues_csv(folder / "issues.csv")
         paths["stats.json"] = atomic_write_json(folder / "stats.json", self.stats)
         return paths
 
-    def _write_splits(self, folder: Path, spool) -> dict[str, Path]:
+    def _write_splits(self, folder: Path, spool, redacted: bool = False) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         names = ("train", "validation", "test")
         tmp = {n: folder / f".{n}.jsonl.tmp" for n in names}
@@ -104,6 +107,10 @@ class AuditResult:
             valid = (i for i, m in enumerate(self.metas) if m.get("valid"))
             for line, index in zip(io.TextIOWrapper(spool, encoding="utf-8"), valid):
                 name = self.splits.get(index)
+                if name and index in self.fixes:  # a reviewer's correction (data.corrections)
+                    from ftkit.data.corrections import patch_line
+
+                    line = patch_line(line, self.fixes[index], redacted)
                 if name:
                     handles[name].write(line if line.endswith("\n") else line + "\n")
         finally:

@@ -85,6 +85,10 @@ def load_baseline(run) -> BaselineRecord:
         raise PhaseFailed(f"The baseline answered {len(missing)} example(s) that are not in the latest data audit's "
                           f"test split ({', '.join(missing[:5])}): the data audit was re-run after the baseline. "
                           f"Re-run the baseline (`ftkit run {run.engagement.slug} --phase baseline`) first.")
+    from ftkit.evaluation.yardstick import on_current_references
+
+    # A review sheet (data.corrections) may have corrected test answers since the baseline ran: one yardstick.
+    predictions = on_current_references(predictions, [by_id[p.id] for p in predictions])
     gen = results.generation
     subset = gen.get("subset") or {}
     if subset.get("ids") and subset["ids"] != [p.id for p in predictions]:

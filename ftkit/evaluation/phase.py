@@ -216,6 +216,7 @@ class Compared:
     training: object  # its TrainingResults
     ft: object  # ftkit.evaluation.finetuned.FineTuned
     engine: object = None  # ftkit.generation.vllm_backend.VLLMEngine, made by vllm_engine() for a vLLM baseline
+    ledger: list = None  # the iteration ledger (iteration_ledger()), read by evidence() for the verdict
 
     @property
     def headline_metric(self) -> str:
@@ -503,8 +504,97 @@ def earlier_iterations(run, c: Compared, s: Scored, fingerprint: str, limit: int
         rows.append({"iteration": it.number, "training run": it.run_id, "how trained": iterations.what_changed(it),
                      m: f"{cmp['baseline']:.3f}",
                      "newest minus this": f"{cmp['diff']:+.3f} [{cmp['diff_ci'][0]:+.3f}, {cmp['diff_ci'][1]:+.3f}]",
-                     "source": source})
+                     "source": source, "diff": cmp["diff"], "diff_ci": list(cmp["diff_ci"]),
+                     "p": paired.p_value(cmp), "significant": bool(cmp.get("significant"))})
     return Section(value=rows).table(rows, caption=f"Iterations on {m}").add(iterations_finding(rows, m))
+
+
+LEDGER_FIGURE = "iteration_ledger"
+
+
+def ledger_findings(rows: list[dict]) -> list:
+    """One line per iteration on the headline metric, and a warning when some were measured on another test set."""
+    scored = [r for r in rows if r.get("value") is not None]
+    if not scored:
+        return [finding("info", "evaluation.ledger", f"{len(rows)} iteration(s); none evaluated yet.")]
+    m = scored[-1]["metric"]
+    line = "; ".join(f"{r['iteration']}: {r['value']:.3f}" + (f" ({r['vs_previous']:+.3f} vs {r['iteration'] - 1}, "
+                                                               f"p = {r['vs_previous_p']:.2g})"
+                                                               if r.get("vs_previous") is not None else "")
+                     for r in scored)
+    out = [finding("info", "evaluation.ledger", f"Iterations on {m} (test set): {line}.")]
+    other = [r["iteration"] for r in scored if not r["comparable"]]
+    if other:
+        out.append(finding("warning", "evaluation.ledger_not_comparable",
+                           f"Iteration(s) {', '.join(map(str, other))} were evaluated on another test set (a review "
+                           f"sheet changed test answers or examples since): their figures are not on the same "
+                           f"yardstick as iteration {scored[-1]['iteration']}'s.",
+                           "Compare them through this run's paired differences (re-scored on the current test set)."))
+    return out
+
+
+def ledger_table(rows: list[dict]) -> list[dict]:
+    """The ledger as shown (the notebook and the consolidated report)."""
+    def diff(r, key):
+        v = r.get(key)
+        if v is None:
+            return "-"
+        ci = r.get(f"{key}_ci") or [v, v]
+        p = r[f"{key}_p"]
+        return f"{v:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], " + ("p < 0.001" if p < 0.001 else f"p = {p:.2g}")
+
+    out = []
+    for r in rows:
+        ch = r.get("changes")
+        out.append({"iteration": r["iteration"], "training run": r["training_run"],
+                    "data audit (data sha256)": f"{r['data_audit_run']} ({r['data_sha256'][:10]})",
+                    "records added, removed, corrected": ("-" if ch is None else f"+{ch['added']}, -{ch['removed']}, {ch['corrected']}")
+                    + (f" ({r['test_corrected']} test answers corrected)" if r.get("test_corrected") else ""),
+                    "settings changed": "; ".join(r["settings_changed"]) or "-",
+                    "val loss": "-" if r.get("val_loss") is None else f"{r['val_loss']:.3f}",
+                    r.get("metric") or "test metric": "not evaluated" if r.get("value") is None else
+                    f"{r['value']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else f"{r['value']:.3f}",
+                    "vs previous": diff(r, "vs_previous"), "vs baseline": diff(r, "vs_baseline"),
+                    "same test set": "yes" if r.get("comparable") else "no" if r.get("value") is not None else "-"})
+    return out
+
+
+def ledger_figure(rows: list[dict]):
+    """The headline metric per iteration with its 95 % CI; the baseline as a line; hollow = another test set."""
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rows if r.get("value") is not None]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for r in scored:
+        lo, hi = (r["ci"] or [r["value"], r["value"]])
+        ax.errorbar([r["iteration"]], [r["value"]], yerr=[[r["value"] - lo], [hi - r["value"]]], fmt="o", capsize=4,
+                    color="#2980b9", mfc="#2980b9" if r["comparable"] else "white")
+    if scored:
+        ax.axhline(scored[-1]["baseline"], color="#7f8c8d", ls="--", label="baseline (newest test set)")
+        ax.set_ylabel(scored[-1]["metric"])
+        ax.legend(fontsize=8)
+    ax.set_xticks([r["iteration"] for r in rows])
+    ax.set_xlim(0.5, len(rows) + 0.5)
+    ax.set_xlabel("iteration (training run)")
+    ax.set_title("Iteration ledger: headline test metric, 95 % CI")
+    fig.tight_layout()
+    return fig
+
+
+def iteration_ledger(run, c: Compared, s: Scored, new_preds: list, iteration_rows: list) -> Section:
+    """Every iteration (succeeded training run) with its data, settings, validation loss and test metric, this one
+    included (value: the rows, also kept on ``c`` for the verdict: see ftkit.evaluation.iterations.ledger_rows)."""
+    from ftkit.evaluation import iterations
+
+    columns = iterations.evaluation_row({"fine_tuned_metrics": s.new_report.to_dict(), "metrics": s.rows,
+                                         "iterations": iteration_rows, "iteration": c.current.number},
+                                        iterations.test_set_hash(new_preds))
+    rows = iterations.ledger_rows(run.engagement, {"training_run": c.current.run_id, "columns": columns,
+                                                   "evaluation_run": run.run_id})
+    c.ledger = rows
+    sec = Section(value=rows).table(ledger_table(rows), caption="Iteration ledger")
+    sec.figures.append((LEDGER_FIGURE, ledger_figure(rows)))
+    return sec.add(*ledger_findings(rows))
 
 
 def ab_review(run, c: Compared, new_preds: list) -> Section:
@@ -569,7 +659,16 @@ def evidence(c: Compared, s: Scored, n_answers: int, regs: dict, ab: dict, stops
     return {"headline_metric": c.headline_metric, "metrics": s.rows, "regressions": regs["regressions"],
             "n_examples": n_answers, "human_ab": ab["ab"]["human"], "judge": ab["judge"],
             "stops": {k: stops[k] for k in ("baseline", "fine_tuned")}, "forgetting": forget, "training": health,
-            "iteration": c.current.number}
+            "iteration": c.current.number, **loop_evidence(c, health)}
+
+
+def loop_evidence(c: Compared, health: dict) -> dict:
+    """The improvement loop's evidence for the next action: training progress (epochs seen, s/step, the end of the
+    validation curve) and the iteration ledger. The slice analysis and the suspect-label step add ``weak_slices``
+    (names) and ``suspects`` ({"n", "n_scored"}) to the evidence dict when they run (ftkit.evaluation.verdict.loop_facts)."""
+    from ftkit.evaluation.verdict import training_progress
+
+    return {"training_progress": training_progress(c.training, health), "ledger": c.ledger or []}
 
 
 # -- typed results ----------------------------------------------------------------------------------------------------
@@ -608,6 +707,9 @@ class EvaluationResults(PhaseResults):
     same_prompt: dict | None = described("second view: both models under the fine-tuned model's prompt (prompt, "
                                          "metrics: name -> paired row); None when the baseline used that prompt",
                                          "metric units; CIs 95 %", default=None)
+    ledger: list = described("the iteration ledger: per training run its data audit and data sha256, records "
+                             "added/removed/corrected, settings changed, validation loss, test metric with CI, paired "
+                             "differences vs the previous iteration and the baseline with p", default_factory=list)
 
     @property
     def headline_metric(self) -> str:
@@ -649,7 +751,7 @@ def results(run, c: Compared, s: Scored, fingerprint: str, new_preds: list, regs
                                                 "decoding": "greedy"},
         metrics=s.rows, fine_tuned_metrics=s.new_report.to_dict(), regressions=regs["regressions"],
         side_by_side=examples, stops=stops, forgetting=forget, training_health=health, iterations=iteration_rows,
-        ab=ab["ab"], judge=ab["judge"], verdict=decision.to_dict(),
+        ab=ab["ab"], judge=ab["judge"], verdict=decision.to_dict(), ledger=list(c.ledger or []),
         files={"predictions": "predictions.jsonl", "ab_sheet": "ab/ab_sheet.html",
                **({"slices": "slices.json"} if slices else {})}, slices=slices)
 

@@ -217,7 +217,7 @@ def evaluate_criterion(c: dict, evidence: dict) -> dict:
 @dataclass
 class Verdict:
     verdict: str  # go | no_go | pending
-    action: str  # ship | finish_review | iterate_on_training | iterate_on_data | stop
+    action: str  # ship | finish_review | stop | train_longer | iterate_on_training | fix_data | larger_model | iterate_on_data
     why: str
     next_steps: list[str]
     criteria: list[dict]
@@ -247,6 +247,11 @@ def decide(criteria: list, evidence: dict, max_iterations: int = 3) -> Verdict:
     for rule in NEXT_ACTION_RULES:
         if rule.applies(verdict, facts):
             why, steps = rule.explain(facts)
+            if facts.get("worse_than_previous"):  # whatever the action: an earlier model is measurably better
+                why += f" {facts['worse_than_previous']}"
+                steps = [f"Prefer iteration {facts['previous_iteration']}'s model (training run {facts['previous_run']}) "
+                         f"unless the client's review says otherwise, and find out what in this iteration's data or "
+                         f"settings made it worse (see the ledger)."] + steps
             return Verdict(verdict, rule.action, why, steps, rows, defaults, {"facts": facts})
     raise AssertionError("the last next-action rule always applies")  # pragma: no cover
 
@@ -268,7 +273,110 @@ def _facts(ev: dict, rows: list[dict], max_iterations: int) -> dict:
         "val_loss_trend": training.get("val_loss_trend", "unknown"),
         "iteration": int(ev.get("iteration") or 1), "max_iterations": max_iterations,
         "n_regressions": len(ev.get("regressions", [])),
+        **loop_facts(ev, max_iterations),
     }
+
+
+# -- the evidence behind the next action (the improvement loop) -------------------------------------------------
+UNDER_TRAINED_EPOCHS = 1.0  # epochs seen (passes over the training split) below which training may be cut short
+LATE_FALL = 0.05  # relative drop of validation loss between its last two measurements: still falling at the end
+TRAIN_LONGER_EPOCHS = 1.0  # what "train longer" proposes: this many epochs in all, priced at the measured s/step
+SUSPECT_SHARE = 0.02  # share (0-1) of scored examples flagged as suspect labels from which fixing them comes first
+MIN_WEAK_SLICES = 1  # significantly weak slices from which the errors count as concentrated
+
+
+def training_progress(training, health: dict) -> dict:
+    """Epochs seen, steps, seconds per step and the end of the validation curve, from the evaluated training run's
+    typed results (``TrainingResults``) and the evaluation's health summary; {} without them."""
+    if training is None:
+        return {}
+    summary = dict(getattr(training, "summary", {}) or {})
+    plan = dict(getattr(training, "plan", {}) or {})
+    steps = int(summary.get("steps") or 0)
+    losses = list((health or {}).get("val_losses") or [])
+    return {"epochs_seen": float(summary.get("epochs") or 0.0), "steps": steps,
+            "steps_per_epoch": int(plan.get("steps_per_epoch") or 0),
+            "seconds_per_step": float(summary.get("train_seconds") or 0.0) / steps if steps else 0.0,
+            "val_losses": losses}
+
+
+def late_fall(losses: list[float]) -> float:
+    """Relative drop between the last two validation losses (0 with fewer than two).
+
+    >>> round(late_fall([6.69, 2.5, 1.52]), 3), late_fall([1.0])
+    (0.392, 0.0)
+    """
+    if len(losses) < 2 or not losses[-2]:
+        return 0.0
+    return (losses[-2] - losses[-1]) / losses[-2]
+
+
+def loop_facts(ev: dict, max_iterations: int) -> dict:
+    """What the next-action rules read about training progress, the data and earlier iterations. Every key is
+    optional in ``ev``: ``training_progress`` (:func:`training_progress`), ``weak_slices`` (names of slices
+    significantly below the overall figure, from the slice analysis), ``suspects`` ({"n", "n_scored"}, from the
+    suspect-label step) and ``ledger`` (``ftkit.evaluation.iterations.ledger_rows``)."""
+    from ftkit.evaluation.iterations import stalled_iterations
+
+    tp = ev.get("training_progress") or {}
+    losses = list(tp.get("val_losses") or [])
+    suspects = ev.get("suspects") or {}
+    n_scored = int(suspects.get("n_scored") or 0)
+    ledger = ev.get("ledger") or []
+    stalled = stalled_iterations(ledger) if ledger else []
+    scored = [r for r in ledger if r.get("value") is not None]
+    now = scored[-1] if scored else {}
+    previous = next((r for r in ledger if r["iteration"] == now.get("iteration", 0) - 1), {})
+    worse = bool(now.get("vs_previous_significant")) and now.get("vs_previous") is not None and \
+        not _gain(now, now["vs_previous"])
+    return {"epochs_seen": tp.get("epochs_seen"), "steps": tp.get("steps", 0), "seconds_per_step": tp.get("seconds_per_step", 0.0),
+            "steps_per_epoch": tp.get("steps_per_epoch", 0), "val_losses": losses, "late_fall": late_fall(losses),
+            "weak_slices": list(ev.get("weak_slices") or []), "n_suspects": int(suspects.get("n") or 0),
+            "n_scored": n_scored, "suspect_share": int(suspects.get("n") or 0) / n_scored if n_scored else 0.0,
+            "slices_measured": ev.get("weak_slices") is not None, "suspects_measured": bool(suspects),
+            "ledger": bool(ledger), "stalled": stalled, "previous_run": previous.get("training_run", ""),
+            "previous_iteration": previous.get("iteration", 0),
+            "worse_than_previous": (f"Iteration {now['iteration']} is significantly worse than iteration "
+                                    f"{now['iteration'] - 1} on the same test set: {_ledger_line(now)}." if worse else ""),
+            "stalled_evidence": [_ledger_line(r) for r in ledger if r["iteration"] in stalled]}
+
+
+def _gain(row: dict, diff: float) -> bool:
+    return diff > 0 if row.get("higher_is_better", True) else diff < 0
+
+
+def _ledger_line(r: dict) -> str:
+    if r.get("vs_previous") is not None and r["iteration"] > 1:
+        return (f"iteration {r['iteration']}: {r['metric']} {r['value']:.3f}, {r['vs_previous']:+.3f} vs iteration "
+                f"{r['iteration'] - 1} ({_p(r['vs_previous_p'])})")
+    return f"iteration {r['iteration']}: {r['metric']} {r['value']:.3f}, {r['vs_baseline']:+.3f} vs the baseline ({_p(r['vs_baseline_p'])})"
+
+
+def under_trained(f: dict) -> bool:
+    """Validation loss still falling at the end of a run that saw little of an epoch."""
+    return f.get("epochs_seen") is not None and f["epochs_seen"] < UNDER_TRAINED_EPOCHS and f["late_fall"] >= LATE_FALL
+
+
+def stalled(f: dict) -> bool:
+    """``max_iterations`` iterations in a row without a significant gain (needs the ledger; else the old count)."""
+    if f.get("ledger"):
+        return len(f["stalled"]) >= f["max_iterations"]
+    return not f["significantly_better"] and f["iteration"] >= f["max_iterations"]
+
+
+def concentrated_errors(f: dict) -> bool:
+    return len(f["weak_slices"]) >= MIN_WEAK_SLICES or (f["n_scored"] > 0 and f["suspect_share"] >= SUSPECT_SHARE)
+
+
+def longer_training_cost(f: dict) -> tuple[int, float]:
+    """(more optimizer steps, estimated minutes) to reach TRAIN_LONGER_EPOCHS epochs at the measured s/step.
+
+    >>> longer_training_cost({"steps": 40, "epochs_seen": 0.07, "steps_per_epoch": 0, "seconds_per_step": 6.0})
+    (531, 53.1)
+    """
+    per_epoch = f.get("steps_per_epoch") or (f["steps"] / f["epochs_seen"] if f.get("epochs_seen") else 0)
+    more = max(0, int(round(TRAIN_LONGER_EPOCHS * per_epoch)) - int(f["steps"]))
+    return more, round(more * f["seconds_per_step"] / 60, 1)
 
 
 @dataclass(frozen=True)
@@ -294,6 +402,11 @@ def _finish_review(f: dict) -> tuple[str, list[str]]:
 
 
 def _stop(f: dict) -> tuple[str, list[str]]:
+    if f.get("ledger"):
+        return (f"{len(f['stalled'])} iteration(s) in a row without a significant gain (evaluation.max_iterations is "
+                f"{f['max_iterations']}): " + "; ".join(f["stalled_evidence"]) + ".",
+                ["Stop iterating: ship the best iteration if it passes, else the prompted baseline, or revisit the "
+                 "suitability answers.", "Only resume with substantially more or better data, or a larger base model."])
     return (f"After {f['iteration']} iteration(s) the fine-tuned model is still not significantly better than the "
             f"prompted baseline on {f['metric']} ({f['fine_tuned']:.3f} vs {f['baseline']:.3f}, {_p(f['p'])}).",
             ["Stop fine-tuning for now: ship the prompted baseline or revisit the suitability answers.",
@@ -303,6 +416,9 @@ def _stop(f: dict) -> tuple[str, list[str]]:
 def _retrain(f: dict) -> tuple[str, list[str]]:
     cause = ("validation loss rose while training loss fell (overfitting)" if f["overfitting"]
              else f"validation loss did not fall (trend: {f['val_loss_trend']})")
+    if f.get("val_losses"):
+        cause += (f"; validation loss {' -> '.join(f'{v:.2f}' for v in f['val_losses'][-4:])} over "
+                  f"{f['epochs_seen']:.2f} epoch(s) in {f['steps']} steps")
     return (f"Criteria failed ({', '.join(f['failed'])}) and training was unhealthy: {cause}.",
             ["Retrain with fewer epochs or a lower learning rate (overfitting), or more steps (no learning).",
              "Re-run the evaluation on the new training run; earlier iterations are compared automatically."])
@@ -319,11 +435,56 @@ def _more_data(f: dict) -> tuple[str, list[str]]:
              f"Iteration {f['iteration']} of at most {f['max_iterations']}: re-evaluate after retraining."])
 
 
+def _train_longer(f: dict) -> tuple[str, list[str]]:
+    more, minutes = longer_training_cost(f)
+    curve = " -> ".join(f"{v:.2f}" for v in f["val_losses"][-4:])
+    return (f"Criteria failed ({', '.join(f['failed'])}) but training was cut short: it saw {f['epochs_seen']:.2f} "
+            f"epoch(s) in {f['steps']} steps and validation loss was still falling at the end ({curve}; "
+            f"{100 * f['late_fall']:.0f} % in the last interval).",
+            [f"Train longer: {more} more steps reach {TRAIN_LONGER_EPOCHS:g} epoch(s), about {minutes:g} min at the "
+             f"measured {f['seconds_per_step']:.1f} s/step (raise training.max_steps or set training.epochs).",
+             "Re-run training and the evaluation; the ledger compares the iterations."])
+
+
+def _fix_data(f: dict) -> tuple[str, list[str]]:
+    parts = []
+    if f["weak_slices"]:
+        parts.append(f"{len(f['weak_slices'])} slice(s) significantly below the overall figure "
+                     f"({', '.join(f['weak_slices'][:5])})")
+    if f["n_suspects"]:
+        parts.append(f"{f['n_suspects']} of {f['n_scored']} examples ({100 * f['suspect_share']:.1f} %) look "
+                     f"mislabelled")
+    return (f"Criteria failed ({', '.join(f['failed'])}); training converged and the errors are concentrated: "
+            + "; ".join(parts) + ".",
+            (["Have the client review suspect_labels.csv (decision keep / fix / drop), list it in data.corrections "
+              "and re-run the data audit, training and evaluation."] if f["n_suspects"] else []) +
+            ([f"Collect or correct examples for {', '.join(f['weak_slices'][:3])}."] if f["weak_slices"] else []))
+
+
+def _larger_model(f: dict) -> tuple[str, list[str]]:
+    spread = ([] if not f["slices_measured"] else ["no slice is significantly weaker"]) + \
+        ([] if not f["suspects_measured"] else [f"{f['n_suspects']} of {f['n_scored']} examples look mislabelled"])
+    return (f"Criteria failed ({', '.join(f['failed'])}); the fine-tuned model is not significantly better than the "
+            f"baseline ({_p(f['p'])}) although training converged (validation loss "
+            f"{' -> '.join(f'{v:.2f}' for v in f['val_losses'][-3:])}, {f['epochs_seen']:.2f} epochs), and the errors "
+            f"are spread evenly: {', '.join(spread)}. More of the same data will not help much.", ["Try a larger base model, or a different approach (retrieval, a rules layer for the failing "
+                       "field), and re-run the baseline and training."])
+
+
+def _converged(f: dict) -> bool:
+    """Enough evidence to call training converged: the run saw at least an epoch or the curve stopped falling."""
+    return f.get("epochs_seen") is not None and len(f["val_losses"]) >= 2 and not under_trained(f)
+
+
 NEXT_ACTION_RULES: tuple[NextActionRule, ...] = (
     NextActionRule("ship", lambda v, f: v == "go", _ship),
     NextActionRule("finish_review", lambda v, f: v == "pending", _finish_review),
-    NextActionRule("stop", lambda v, f: not f["significantly_better"] and f["iteration"] >= f["max_iterations"], _stop),
+    NextActionRule("stop", lambda v, f: stalled(f), _stop),
+    NextActionRule("train_longer", lambda v, f: under_trained(f), _train_longer),
     NextActionRule("iterate_on_training", lambda v, f: f["overfitting"] or f["val_loss_trend"] in ("rising", "flat"),
                    _retrain),
+    NextActionRule("fix_data", lambda v, f: _converged(f) and concentrated_errors(f), _fix_data),
+    NextActionRule("larger_model", lambda v, f: _converged(f) and (f["slices_measured"] or f["suspects_measured"])
+                   and not f["significantly_better"], _larger_model),
     NextActionRule("iterate_on_data", lambda v, f: True, _more_data),
 )
