@@ -654,12 +654,33 @@ def acceptance(config, evidence: dict) -> Section:
     return Section(value=decision).table(rows, caption="Acceptance criteria").add(*verdict_findings(decision))
 
 
-def evidence(c: Compared, s: Scored, n_answers: int, regs: dict, ab: dict, stops: dict, forget, health: dict) -> dict:
-    """What the verdict's criteria can be measured on, from the sections' values."""
+def evidence(c: Compared, s: Scored, n_answers: int, regs: dict, ab: dict, stops: dict, forget, health: dict,
+             slices: dict | None = None, suspects: dict | None = None) -> dict:
+    """What the verdict's criteria can be measured on, from the sections' values (``slices``: the error analysis'
+    value, ``suspects``: the suspect-label step's; each None when that section did not run)."""
     return {"headline_metric": c.headline_metric, "metrics": s.rows, "regressions": regs["regressions"],
             "n_examples": n_answers, "human_ab": ab["ab"]["human"], "judge": ab["judge"],
             "stops": {k: stops[k] for k in ("baseline", "fine_tuned")}, "forgetting": forget, "training": health,
-            "iteration": c.current.number, **loop_evidence(c, health)}
+            "iteration": c.current.number, **loop_evidence(c, health), **data_evidence(slices, suspects)}
+
+
+def data_evidence(slices: dict | None, suspects: dict | None) -> dict:
+    """``weak_slices``: the slices significantly below the overall figure (BH-adjusted), and ``suspects``: the
+    out-of-sample examples cleanlab flags among those scored, for the verdict's "fix those data" rule. A section that
+    did not run (or a loss-only suspect ranking, which flags nothing) adds nothing, so that rule stays off.
+
+    >>> data_evidence({"slices": {"rows": [{"slice": "channel=email", "below_overall": True},
+    ...                                    {"slice": "channel=chat", "below_overall": False}]}},
+    ...               {"n_cleanlab_issues": 3, "n_out_of_sample": 40})
+    {'weak_slices': ['channel=email'], 'suspects': {'n': 3, 'n_scored': 40}}
+    """
+    out: dict = {}
+    rows = ((slices or {}).get("slices") or {}).get("rows")
+    if rows is not None:
+        out["weak_slices"] = [r["slice"] for r in rows if r.get("below_overall")]
+    if suspects and suspects.get("n_cleanlab_issues") is not None and suspects.get("n_out_of_sample"):
+        out["suspects"] = {"n": int(suspects["n_cleanlab_issues"]), "n_scored": int(suspects["n_out_of_sample"])}
+    return out
 
 
 def loop_evidence(c: Compared, health: dict) -> dict:
