@@ -19,6 +19,16 @@ from ftkit.errors import ConfigError, FtkitError
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
+def request_headers(api_key_env: str) -> dict:
+    """JSON request headers, with ``Authorization: Bearer`` when the variable named ``api_key_env`` holds a key
+    (read at each call, never stored). Shared with ``augmentation.teacher``'s HTTP teacher."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    key = os.environ.get(api_key_env, "") if api_key_env else ""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 @dataclass
 class ChatReply:
     text: str
@@ -54,11 +64,7 @@ class OpenAIChatClient:
         return self.base_url.rstrip("/") + "/chat/completions"
 
     def _headers(self) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+        return request_headers(self.api_key_env)
 
     def chat(self, messages: list[dict], max_tokens: int) -> ChatReply:
         """One chat completion; raises FtkitError with the status and what to do when it fails for good."""

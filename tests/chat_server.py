@@ -12,7 +12,33 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
-class ChatServer:
+class ThreadedServer:
+    """An HTTP server (127.0.0.1, ephemeral port) served from a daemon thread while used as a context manager;
+    ``base_url`` is its ``/v1`` root. Shared by the test servers (also tests/augment/conftest.py's teacher)."""
+
+    httpd: HTTPServer
+    thread: threading.Thread
+
+    def serve(self, httpd: HTTPServer) -> None:
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class ChatServer(ThreadedServer):
     def __init__(self, model_dir, model_name: str = "tiny-test", api_key: str | None = None, fail_first: int = 0):
         from ftkit.models import load_model, load_tokenizer
 
@@ -21,23 +47,9 @@ class ChatServer:
         self.model_name, self.api_key, self.fail_first = model_name, api_key, fail_first
         self.requests: list[dict] = []  # bodies received, for assertions
         self.lock = threading.Lock()
-        self.httpd = HTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.timeout = 5  # seconds a blocked socket read may take before the handler gives up
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> "ChatServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        httpd = HTTPServer(("127.0.0.1", 0), _handler(self))
+        httpd.timeout = 5  # seconds a blocked socket read may take before the handler gives up
+        self.serve(httpd)
 
     def complete(self, body: dict) -> dict:
         from ftkit.generation import generate_local

@@ -649,11 +649,10 @@ def _run_in_bundle(script: Path, run_dir: Path, work: Path):
 def test_the_html_forms_downloaded_ratings_are_neutralised_and_read_back(tmp_path):
     """The A/B form's own CSV download, run in headless Chromium: hostile rater name and comments come out
     with the ' prefix, and read_sheet gives back the exact choices and rater."""
-    import html as html_lib
-    import re
+    from form_driver import downloaded_csv  # tests/form_driver.py
 
     from ftkit.evaluation import ab_sheet
-    from ftkit.report_pdf import find_chromium, headless_args
+    from ftkit.report_pdf import find_chromium
 
     browser = find_chromium()
     if browser is None:
@@ -662,29 +661,12 @@ def test_the_html_forms_downloaded_ratings_are_neutralised_and_read_back(tmp_pat
     rows, key = ab_sheet.build_sheet(items, n_items=12, seed=2)
     page = ab_sheet.render_html(rows, key["sheet_id"], "Blind A/B review")
     rater = "=cmd|' /C calc'!A0"
-    driver = """<script>
-    var realCreate = URL.createObjectURL;
-    URL.createObjectURL = function (blob) {
-      blob.text().then(function (t) { var p = document.createElement("pre"); p.id = "csv-out"; p.textContent = t;
-                                       document.body.appendChild(p); });
-      return realCreate.call(URL, blob);
-    };
-    HTMLAnchorElement.prototype.click = function () {};  // keep the page: capture the CSV, skip the download
-    document.getElementById("rater").value = RATER;
+    fill = """document.getElementById("rater").value = RATER;
     document.querySelectorAll(".item").forEach(function (el, i) {
       el.querySelectorAll("input[type=radio]")[i % 3].checked = true;
       el.querySelector("textarea").value = ["@SUM(1+1)", "+1", "plain"][i % 3];
-    });
-    document.getElementById("dl").click();
-    </script></body>""".replace("RATER", json.dumps(rater))
-    form = tmp_path / "ab_sheet.html"
-    form.write_text(page.replace("</body>", driver), encoding="utf-8")
-    done = subprocess.run([browser, *headless_args(tmp_path / "profile"), "--virtual-time-budget=5000",
-                           "--dump-dom", form.resolve().as_uri()], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    match = re.search(r'<pre id="csv-out">(.*?)</pre>', done.stdout, re.S)
-    assert match, done.stdout[-2000:]
-    text = html_lib.unescape(match.group(1))
+    });""".replace("RATER", json.dumps(rater))
+    text = downloaded_csv(browser, page, fill, tmp_path, "ab_sheet.html")
     _assert_no_formula_cells(text)
     ratings = tmp_path / "ratings.csv"
     ratings.write_bytes(text.encode("utf-8"))

@@ -51,11 +51,10 @@ def write_review(folder: Path, kept: list[dict]) -> dict[str, Path]:
 
 
 def render_html(rows: list[dict], sheet_id: str) -> str:
-    from jinja2 import Environment
+    from ftkit.review_form import render
 
-    env = Environment(autoescape=True)
-    return env.from_string(_HTML).render(rows=rows, sheet_id=sheet_id,
-                                         columns=",".join(("item_id", "decision", "edited_answer", "comment", "reviewer")))
+    return render(_HTML, rows=rows, sheet_id=sheet_id, name_field="reviewer", download_label="Download review",
+                  columns=",".join(("item_id", "decision", "edited_answer", "comment", "reviewer")))
 
 
 def read_review(path: Path, key: dict, recheck) -> tuple[dict[str, dict], str]:
@@ -64,7 +63,8 @@ def read_review(path: Path, key: dict, recheck) -> tuple[dict[str, dict], str]:
     ``recheck(item, edited_answer) -> problem or ""`` re-applies the filters to an edited answer. Every row must
     carry a decision (a review is complete or it is not used); problems are listed with their line numbers.
     """
-    from ftkit.evaluation.ab_sheet import _read_rows  # the A/B sheets' reader: BOM, ';' or tab, the ' undone
+    # The A/B sheets' reader (BOM, ';' or tab, the ' undone) and problem list.
+    from ftkit.evaluation.ab_sheet import _read_rows, absent_problem, raise_problems
 
     header, rows = _read_rows(Path(path))
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -88,13 +88,8 @@ def read_review(path: Path, key: dict, recheck) -> tuple[dict[str, dict], str]:
                         "comment": (row.get("comment") or "").strip()}
     absent = [i for i in items if i not in seen]
     if absent:
-        problems.append(f"{len(absent)} item(s) of sheet {key['sheet_id']} have no row: {', '.join(absent[:20])}"
-                        + (" ..." if len(absent) > 20 else "") + "; copy those rows back from review.csv and decide them")
-    if problems:
-        listed = problems[:MAX_LISTED_PROBLEMS] + ([f"... and {len(problems) - MAX_LISTED_PROBLEMS} more"]
-                                                   if len(problems) > MAX_LISTED_PROBLEMS else [])
-        raise DataError(f"{path}: {len(problems)} row(s) to fix before the review can be used:\n"
-                        + "\n".join(f"  - {p}" for p in listed))
+        problems.append(absent_problem(absent, key["sheet_id"], "review.csv and decide them"))
+    raise_problems(path, problems, "the review", MAX_LISTED_PROBLEMS)
     named = sorted(r for r in reviewers if r)
     return out, (", ".join(named) if named else Path(path).stem)
 
@@ -123,70 +118,47 @@ def sheet_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Review of synthetic candidates ({{ sheet_id }})</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-.item{border:1px solid #ccc;border-radius:6px;padding:1em;margin:1.2em 0}
-pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font-family:inherit;background:#f6f6f6;padding:.5em}
-.choice label{margin-right:1.5em}textarea{width:100%;height:2.5em}
-#bar{position:sticky;top:0;background:#fff;padding:.6em 0;border-bottom:1px solid #ddd}
-</style></head><body>
-<h1>Review of synthetic candidates</h1>
+_HTML = """{% extends "review_form.html" %}{% from "review_form_macros.html" import choices %}
+{% block title %}Review of synthetic candidates ({{ sheet_id }}){% endblock %}
+{% block css %}pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font-family:inherit;background:#f6f6f6;padding:.5em}
+{% endblock %}
+{% block intro %}<h1>Review of synthetic candidates</h1>
 <p>Sheet <code>{{ sheet_id }}</code>, {{ rows|length }} candidates drafted by a teacher model and passed by the
 automatic filters. For each one decide: <em>accept</em> (correct and realistic), <em>edit</em> (write the corrected
 answer) or <em>reject</em>. Only accepted and edited examples are trained on, marked as synthetic. Your decisions
-are kept in this browser; press <strong>Download review</strong> when every item is decided and send the CSV back.</p>
-<div id="bar">Your name: <input id="reviewer" size="20"> <button id="dl">Download review</button>
-<span id="progress"></span></div>
-{% for r in rows %}
+are kept in this browser; press <strong>Download review</strong> when every item is decided and send the CSV back.</p>{% endblock %}
+{% block items %}{% for r in rows %}
 <div class="item" data-id="{{ r.item_id }}"><h3>Candidate {{ loop.index }} <small>({{ r.item_id }}, target {{ r.target }})</small></h3>
 <div><strong>Input</strong><pre>{{ r.input }}</pre></div>
 <div><strong>Answer</strong><pre>{{ r.answer }}</pre></div>
-<div class="choice">{% for v in ["accept", "edit", "reject"] %}
-<label><input type="radio" name="d-{{ r.item_id }}" value="{{ v }}"> {{ v }}</label>{% endfor %}</div>
+{{ choices("d-" ~ r.item_id, [("accept", "accept"), ("edit", "edit"), ("reject", "reject")]) }}
 <textarea name="e-{{ r.item_id }}" placeholder="Edited answer (for edit)"></textarea>
 <textarea name="m-{{ r.item_id }}" placeholder="Optional comment"></textarea></div>
-{% endfor %}
-<script>
-(function(){
-  var store = "ftkit-review-{{ sheet_id }}";
-  var saved = JSON.parse(localStorage.getItem(store) || "{}");
+{% endfor %}{% endblock %}
+{% block script %}
   var items = Array.prototype.slice.call(document.querySelectorAll(".item"));
-  // Every cell quoted; text a spreadsheet would run as a formula gets a leading ' (read_review removes it).
-  function q(s){s = String(s); if (/^[=+\\-@\\t\\r\\0]/.test(s)) s = "'" + s; return '"' + s.replace(/"/g, '""') + '"';}
-  function read(){
-    var out = {reviewer: document.getElementById("reviewer").value, items: {}};
-    items.forEach(function(el){
-      var id = el.dataset.id, c = el.querySelector("input[type=radio]:checked"), t = el.querySelectorAll("textarea");
-      out.items[id] = {decision: c ? c.value : "", edited: t[0].value, comment: t[1].value};
-    });
-    return out;
-  }
-  function update(){
-    var s = read(), done = Object.keys(s.items).filter(function(k){return s.items[k].decision;}).length;
-    document.getElementById("progress").textContent = done + " of " + items.length + " decided";
-    localStorage.setItem(store, JSON.stringify(s));
-  }
-  document.getElementById("reviewer").value = saved.reviewer || "";
-  items.forEach(function(el){
-    var prev = (saved.items || {})[el.dataset.id] || {}, t = el.querySelectorAll("textarea");
-    el.querySelectorAll("input[type=radio]").forEach(function(r){ r.checked = r.value === prev.decision; });
-    t[0].value = prev.edited || ""; t[1].value = prev.comment || "";
-  });
-  document.body.addEventListener("change", update); document.body.addEventListener("input", update);
-  document.getElementById("dl").addEventListener("click", function(){
-    var s = read(), lines = ["{{ columns }}"];
-    Object.keys(s.items).forEach(function(id){
-      var it = s.items[id];
-      lines.push([q(id), q(it.decision), q(it.edited), q(it.comment), q(s.reviewer)].join(","));
-    });
-    var name = "review_{{ sheet_id }}_" + (s.reviewer || "reviewer").replace(/[^A-Za-z0-9_-]+/g, "_") + ".csv";
-    var a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob([lines.join("\\n") + "\\n"], {type: "text/csv"}));
-    a.download = name; document.body.appendChild(a); a.click(); a.remove();
-  });
-  update();
-})();
-</script></body></html>
-"""
+  reviewForm({store: "ftkit-review-{{ sheet_id }}", who: "reviewer", total: items.length, word: "decided",
+    read: function(s){
+      s.items = {};
+      items.forEach(function(el){
+        var c = el.querySelector("input[type=radio]:checked"), t = el.querySelectorAll("textarea");
+        s.items[el.dataset.id] = {decision: c ? c.value : "", edited: t[0].value, comment: t[1].value};
+      });
+    },
+    restore: function(saved){
+      items.forEach(function(el){
+        var prev = (saved.items || {})[el.dataset.id] || {}, t = el.querySelectorAll("textarea");
+        el.querySelectorAll("input[type=radio]").forEach(function(r){ r.checked = r.value === prev.decision; });
+        t[0].value = prev.edited || ""; t[1].value = prev.comment || "";
+      });
+    },
+    done: function(s){ return Object.keys(s.items).filter(function(k){return s.items[k].decision;}).length; },
+    header: "{{ columns }}",
+    rows: function(s){
+      return Object.keys(s.items).map(function(id){
+        var it = s.items[id];
+        return [id, it.decision, it.edited, it.comment, s.reviewer];
+      });
+    },
+    file: function(s){ return "review_{{ sheet_id }}_" + fileSafe(s.reviewer || "reviewer") + ".csv"; }});
+{% endblock %}"""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -81,11 +80,9 @@ class HttpTeacher:
                 "api_key_env": self.api_key_env}
 
     def _headers(self) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+        from ftkit.openai_backend import request_headers
+
+        return request_headers(self.api_key_env)
 
     def chat(self, messages: list[dict], max_tokens: int, temperature: float, top_p: float, seed: int) -> TeacherReply:
         body = json.dumps({"model": self.model, "messages": messages, "max_tokens": int(max_tokens),

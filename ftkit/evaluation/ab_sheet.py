@@ -92,11 +92,10 @@ def write_sheet(folder: str | Path, rows: list[dict], key: dict, title: str = "B
 
 def render_html(rows: list[dict], sheet_id: str, title: str) -> str:
     """The rating form: inputs and outputs escaped, answers kept in the browser and downloaded as CSV."""
-    from jinja2 import Environment
+    from ftkit.review_form import render
 
-    env = Environment(autoescape=True)
-    return env.from_string(_HTML).render(rows=rows, sheet_id=sheet_id, title=title,
-                                         columns=",".join(("item_id", "choice", "comment", "rater")))
+    return render(_HTML, rows=rows, sheet_id=sheet_id, title=title, name_field="rater",
+                  download_label="Download ratings", columns=",".join(("item_id", "choice", "comment", "rater")))
 
 
 # -- import ----------------------------------------------------------------------------------------------
@@ -137,15 +136,26 @@ def read_sheet(path: str | Path, key: dict, allow_partial: bool = False) -> tupl
         seen.setdefault(item_id, line)
     absent = [i for i in sorted(known) if i not in seen]
     if absent and not allow_partial:
-        problems.append(f"{len(absent)} item(s) of sheet {key['sheet_id']} have no row: {', '.join(absent[:20])}"
-                        + (" ..." if len(absent) > 20 else "") + "; copy those rows back from ab_sheet.csv and rate them")
-    if problems:
-        listed = problems[:MAX_LISTED_PROBLEMS] + ([f"... and {len(problems) - MAX_LISTED_PROBLEMS} more"]
-                                                   if len(problems) > MAX_LISTED_PROBLEMS else [])
-        raise DataError(f"{path}: {len(problems)} row(s) to fix before the ratings can be used:\n"
-                        + "\n".join(f"  - {p}" for p in listed))
+        problems.append(absent_problem(absent, key["sheet_id"], "ab_sheet.csv and rate them"))
+    raise_problems(path, problems, "the ratings")
     named = sorted(r for r in raters if r)
     return (named[0] if len(named) == 1 else path.stem), choices
+
+
+def absent_problem(absent: list[str], sheet_id: str, fix: str) -> str:
+    """The problem line for items of the sheet that have no row (the first 20 named); ``fix`` ends "copy those
+    rows back from ...". Shared with the synthetic-candidate review (``augmentation.review``)."""
+    return (f"{len(absent)} item(s) of sheet {sheet_id} have no row: {', '.join(absent[:20])}"
+            + (" ..." if len(absent) > 20 else "") + f"; copy those rows back from {fix}")
+
+
+def raise_problems(path: str | Path, problems: list[str], what: str, limit: int = MAX_LISTED_PROBLEMS) -> None:
+    """Raise one DataError listing every row to fix (the first ``limit`` and a count) before ``what`` can be used;
+    nothing when ``problems`` is empty."""
+    if problems:
+        listed = problems[:limit] + ([f"... and {len(problems) - limit} more"] if len(problems) > limit else [])
+        raise DataError(f"{path}: {len(problems)} row(s) to fix before {what} can be used:\n"
+                        + "\n".join(f"  - {p}" for p in listed))
 
 
 def _row_problem(item_id: str, raw: str, known: set, seen: dict, allow_partial: bool) -> str:
@@ -273,70 +283,45 @@ def collect(folder: str | Path, key: dict,
     return ratings, sorted(source.values()), others
 
 
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }} ({{ sheet_id }})</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-.item{border:1px solid #ccc;border-radius:6px;padding:1em;margin:1.2em 0}
-.outs{display:flex;gap:1em}.out{flex:1;background:#f6f6f6;padding:.6em;border-radius:4px}
+_HTML = """{% extends "review_form.html" %}{% from "review_form_macros.html" import choices %}
+{% block title %}{{ title }} ({{ sheet_id }}){% endblock %}
+{% block css %}.outs{display:flex;gap:1em}.out{flex:1;background:#f6f6f6;padding:.6em;border-radius:4px}
 pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font-family:inherit}
-.choice label{margin-right:1.5em}textarea{width:100%;height:2.5em}
-#bar{position:sticky;top:0;background:#fff;padding:.6em 0;border-bottom:1px solid #ddd}
-</style></head><body>
-<h1>{{ title }}</h1>
+{% endblock %}
+{% block intro %}<h1>{{ title }}</h1>
 <p>Sheet <code>{{ sheet_id }}</code>, {{ rows|length }} items. For each item, read the input and the two answers
 and choose the better one, or <em>tie</em> when neither is better. The answers are in a random order per item;
 judge them on the task, not on length or style. Your choices are kept in this browser; press
-<strong>Download ratings</strong> when done and send the CSV file back.</p>
-<div id="bar">Your name: <input id="rater" size="20"> <button id="dl">Download ratings</button>
-<span id="progress"></span></div>
-{% for r in rows %}
+<strong>Download ratings</strong> when done and send the CSV file back.</p>{% endblock %}
+{% block items %}{% for r in rows %}
 <div class="item" data-id="{{ r.item_id }}"><h3>Item {{ loop.index }} <small>({{ r.item_id }})</small></h3>
 <div><strong>Input</strong><pre>{{ r.input }}</pre></div>
 <div class="outs"><div class="out"><strong>Output 1</strong><pre>{{ r.output_1 }}</pre></div>
 <div class="out"><strong>Output 2</strong><pre>{{ r.output_2 }}</pre></div></div>
-<div class="choice">{% for v, label in [("1", "Output 1 is better"), ("2", "Output 2 is better"), ("tie", "Tie")] %}
-<label><input type="radio" name="c-{{ r.item_id }}" value="{{ v }}"> {{ label }}</label>{% endfor %}</div>
+{{ choices("c-" ~ r.item_id, [("1", "Output 1 is better"), ("2", "Output 2 is better"), ("tie", "Tie")]) }}
 <textarea name="m-{{ r.item_id }}" placeholder="Optional comment"></textarea></div>
-{% endfor %}
-<script>
-(function(){
-  var store = "ftkit-ab-{{ sheet_id }}";
-  var saved = JSON.parse(localStorage.getItem(store) || "{}");
+{% endfor %}{% endblock %}
+{% block script %}
   var items = Array.prototype.slice.call(document.querySelectorAll(".item"));
-  // Every cell quoted; text a spreadsheet would run as a formula gets a leading ' (read_sheet removes it).
-  function q(s){s = String(s); if (/^[=+\\-@\\t\\r\\0]/.test(s)) s = "'" + s; return '"' + s.replace(/"/g, '""') + '"';}
-  function read(){
-    var out = {rater: document.getElementById("rater").value, items: {}};
-    items.forEach(function(el){
-      var id = el.dataset.id, c = el.querySelector("input[type=radio]:checked");
-      out.items[id] = {choice: c ? c.value : "", comment: el.querySelector("textarea").value};
-    });
-    return out;
-  }
-  function update(){
-    var s = read(), done = Object.keys(s.items).filter(function(k){return s.items[k].choice;}).length;
-    document.getElementById("progress").textContent = done + " of " + items.length + " rated";
-    localStorage.setItem(store, JSON.stringify(s));
-  }
-  document.getElementById("rater").value = saved.rater || "";
-  items.forEach(function(el){
-    var prev = (saved.items || {})[el.dataset.id] || {};
-    el.querySelectorAll("input[type=radio]").forEach(function(r){ r.checked = r.value === prev.choice; });
-    el.querySelector("textarea").value = prev.comment || "";
-  });
-  document.body.addEventListener("change", update); document.body.addEventListener("input", update);
-  document.getElementById("dl").addEventListener("click", function(){
-    var s = read(), lines = ["{{ columns }}"];
-    Object.keys(s.items).forEach(function(id){
-      lines.push([q(id), q(s.items[id].choice), q(s.items[id].comment), q(s.rater)].join(","));
-    });
-    var name = "ab_ratings_{{ sheet_id }}_" + (s.rater || "rater").replace(/[^A-Za-z0-9_-]+/g, "_") + ".csv";
-    var a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob([lines.join("\\n") + "\\n"], {type: "text/csv"}));
-    a.download = name; document.body.appendChild(a); a.click(); a.remove();
-  });
-  update();
-})();
-</script></body></html>
-"""
+  reviewForm({store: "ftkit-ab-{{ sheet_id }}", who: "rater", total: items.length, word: "rated",
+    read: function(s){
+      s.items = {};
+      items.forEach(function(el){
+        var c = el.querySelector("input[type=radio]:checked");
+        s.items[el.dataset.id] = {choice: c ? c.value : "", comment: el.querySelector("textarea").value};
+      });
+    },
+    restore: function(saved){
+      items.forEach(function(el){
+        var prev = (saved.items || {})[el.dataset.id] || {};
+        el.querySelectorAll("input[type=radio]").forEach(function(r){ r.checked = r.value === prev.choice; });
+        el.querySelector("textarea").value = prev.comment || "";
+      });
+    },
+    done: function(s){ return Object.keys(s.items).filter(function(k){return s.items[k].choice;}).length; },
+    header: "{{ columns }}",
+    rows: function(s){
+      return Object.keys(s.items).map(function(id){ return [id, s.items[id].choice, s.items[id].comment, s.rater]; });
+    },
+    file: function(s){ return "ab_ratings_{{ sheet_id }}_" + fileSafe(s.rater || "rater") + ".csv"; }});
+{% endblock %}"""

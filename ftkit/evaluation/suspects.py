@@ -497,13 +497,12 @@ def write_sheet(folder: str | Path, rows: list[dict], title: str = "Suspect labe
 def render_html(rows: list[dict], title: str) -> str:
     """The review form: every value escaped (jinja autoescape; the JSON island has ``<`` escaped), no external
     resources; decisions kept in the browser and downloaded as a CSV with exactly SUSPECT_COLUMNS."""
-    from jinja2 import Environment
+    from ftkit.review_form import render
 
     data = json.dumps(rows, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     key = "ftkit-suspects-" + _digest(data)  # localStorage slot of this sheet's decisions
-    return Environment(autoescape=True).from_string(_HTML).render(
-        rows=rows, title=title, columns=SUSPECT_COLUMNS, decisions=DECISIONS, data=data, store=key,
-        header=",".join(SUSPECT_COLUMNS))
+    return render(_HTML, rows=rows, title=title, columns=SUSPECT_COLUMNS, decisions=DECISIONS, data=data, store=key,
+                  name_field="reviewer", download_label="Download CSV")
 
 
 def _digest(text: str) -> str:
@@ -628,16 +627,15 @@ def _fill_model_answers(run, c, listed: list[dict], pairs, new_preds: list, prog
         r["model_answer"] = by_id.get(r["id"], "")
 
 
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.35em;vertical-align:top;text-align:left}
+_HTML = """{% extends "review_form.html" %}
+{% block title %}{{ title }}{% endblock %}
+{% block layout %}body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+{% endblock %}
+{% block css %}table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.35em;vertical-align:top;text-align:left}
 th{background:#f0f0f0;position:sticky;top:3em}td pre{white-space:pre-wrap;word-break:break-word;margin:0;font-family:inherit}
-#bar{position:sticky;top:0;background:#fff;padding:.6em 0;border-bottom:1px solid #ddd;z-index:1}
 input.new,textarea{width:100%;box-sizing:border-box}.given{background:#fff3f3}.model{background:#f3fff3}
-</style></head><body>
-<h1>{{ title }}</h1>
+{% endblock %}
+{% block intro %}<h1>{{ title }}</h1>
 <p>{{ rows|length }} examples whose given answer the fine-tuned model most confidently rejects, most suspect first.
 For each row decide: <strong>keep</strong> (the given answer is right), <strong>fix</strong> (write the correct answer
 in <em>new answer</em>; for a classification, the correct label's full answer text as the data writes it) or
@@ -645,9 +643,8 @@ in <em>new answer</em>; for a classification, the correct label's full answer te
 the example is in the data you delivered. Scores marked <em>in-sample</em> are train examples the model learnt from:
 their score is weaker evidence. Your decisions are kept in this browser; press <strong>Download CSV</strong> when done
 and send the file back (or fill the <code>decision</code>, <code>new_answer</code>, <code>reviewer</code> and
-<code>comment</code> columns of suspect_labels.csv in a spreadsheet instead).</p>
-<div id="bar">Your name: <input id="reviewer" size="20"> <button id="dl">Download CSV</button> <span id="progress"></span></div>
-<table><thead><tr>{% for col in columns %}<th>{{ col }}</th>{% endfor %}</tr></thead><tbody>
+<code>comment</code> columns of suspect_labels.csv in a spreadsheet instead).</p>{% endblock %}
+{% block items %}<table><thead><tr>{% for col in columns %}<th>{{ col }}</th>{% endfor %}</tr></thead><tbody>
 {% for r in rows %}<tr data-k="{{ loop.index0 }}">
 <td>{{ r.rank }}</td><td>{{ r.file }}</td><td>{{ r.line }}</td><td>{{ r.split }}</td><td><pre>{{ r.input }}</pre></td>
 <td class="given"><pre>{{ r.given_answer }}</pre></td><td class="model"><pre>{{ r.model_answer }}</pre></td>
@@ -656,47 +653,35 @@ and send the file back (or fill the <code>decision</code>, <code>new_answer</cod
 <td><input class="new" placeholder="for fix"></td><td class="who"></td><td><textarea class="comment"></textarea></td>
 </tr>{% endfor %}
 </tbody></table>
-<script type="application/json" id="rows">{{ data|safe }}</script>
-<script>
-(function(){
+<script type="application/json" id="rows">{{ data|safe }}</script>{% endblock %}
+{% block script %}
   var rows = JSON.parse(document.getElementById("rows").textContent);
-  var store = "{{ store }}", saved = JSON.parse(localStorage.getItem(store) || "{}");
   var trs = Array.prototype.slice.call(document.querySelectorAll("tr[data-k]"));
   var columns = {{ columns|list|tojson }};
-  // Every cell quoted; text a spreadsheet would run as a formula gets a leading ' (ftkit's reader removes it).
-  function q(s){s = (s === null || s === undefined) ? "" : String(s); if (/^[=+\\-@\\t\\r\\0]/.test(s)) s = "'" + s;
-    return '"' + s.replace(/"/g, '""') + '"';}
-  function state(){
-    var out = {reviewer: document.getElementById("reviewer").value, rows: {}};
-    trs.forEach(function(tr){ out.rows[tr.dataset.k] = {decision: tr.querySelector(".decision").value,
-      new_answer: tr.querySelector(".new").value, comment: tr.querySelector(".comment").value}; });
-    return out;
-  }
-  function update(){
-    var s = state(), done = 0;
-    trs.forEach(function(tr){ var d = s.rows[tr.dataset.k]; if (d.decision) done++;
-      tr.querySelector(".who").textContent = d.decision ? s.reviewer : "";
-      tr.querySelector(".new").style.outline = (d.decision === "fix" && !d.new_answer) ? "2px solid #c00" : ""; });
-    document.getElementById("progress").textContent = done + " of " + trs.length + " decided";
-    localStorage.setItem(store, JSON.stringify(s));
-  }
-  document.getElementById("reviewer").value = saved.reviewer || "";
-  trs.forEach(function(tr){ var p = (saved.rows || {})[tr.dataset.k] || {};
-    tr.querySelector(".decision").value = p.decision || ""; tr.querySelector(".new").value = p.new_answer || "";
-    tr.querySelector(".comment").value = p.comment || ""; });
-  document.body.addEventListener("change", update); document.body.addEventListener("input", update);
-  document.getElementById("dl").addEventListener("click", function(){
-    var s = state(), lines = [columns.join(",")];
-    rows.forEach(function(r, k){
-      var d = s.rows[k] || {}, filled = Object.assign({}, r, {decision: d.decision || "", new_answer: d.new_answer || "",
-        reviewer: d.decision ? s.reviewer : "", comment: d.comment || ""});
-      lines.push(columns.map(function(c){ return q(filled[c]); }).join(","));
-    });
-    var a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob(["\\ufeff" + lines.join("\\n") + "\\n"], {type: "text/csv"}));
-    a.download = "suspect_labels_reviewed.csv"; document.body.appendChild(a); a.click(); a.remove();
-  });
-  update();
-})();
-</script></body></html>
-"""
+  reviewForm({store: "{{ store }}", who: "reviewer", total: trs.length, word: "decided", bom: true,
+    read: function(s){
+      s.rows = {};
+      trs.forEach(function(tr){ s.rows[tr.dataset.k] = {decision: tr.querySelector(".decision").value,
+        new_answer: tr.querySelector(".new").value, comment: tr.querySelector(".comment").value}; });
+    },
+    restore: function(saved){
+      trs.forEach(function(tr){ var p = (saved.rows || {})[tr.dataset.k] || {};
+        tr.querySelector(".decision").value = p.decision || ""; tr.querySelector(".new").value = p.new_answer || "";
+        tr.querySelector(".comment").value = p.comment || ""; });
+    },
+    done: function(s){ return trs.filter(function(tr){ return s.rows[tr.dataset.k].decision; }).length; },
+    show: function(s){
+      trs.forEach(function(tr){ var d = s.rows[tr.dataset.k];
+        tr.querySelector(".who").textContent = d.decision ? s.reviewer : "";
+        tr.querySelector(".new").style.outline = (d.decision === "fix" && !d.new_answer) ? "2px solid #c00" : ""; });
+    },
+    header: columns.join(","),
+    rows: function(s){
+      return rows.map(function(r, k){
+        var d = s.rows[k] || {}, filled = Object.assign({}, r, {decision: d.decision || "", new_answer: d.new_answer || "",
+          reviewer: d.decision ? s.reviewer : "", comment: d.comment || ""});
+        return columns.map(function(c){ return filled[c]; });
+      });
+    },
+    file: function(){ return "suspect_labels_reviewed.csv"; }});
+{% endblock %}"""

@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from chat_server import ThreadedServer  # tests/ is on sys.path (its conftest.py, rootdir import mode)
 
-class FixedTeacher:
+
+class FixedTeacher(ThreadedServer):
     """Replies are dicts: {"content": text} (a 200 chat completion), or {"status": 429, "headers": {...}}; the
     last reply repeats once the script is used up. ``delay_s`` waits before each answer (kill tests)."""
 
@@ -25,23 +26,9 @@ class FixedTeacher:
                  delay_s: float = 0.0):
         self.replies, self.model, self.api_key, self.delay_s = list(replies), model, api_key, delay_s
         self.requests: list[dict] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> "FixedTeacher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        httpd.daemon_threads = True
+        self.serve(httpd)
 
     def next_reply(self) -> dict:
         index = len(self.requests) - 1

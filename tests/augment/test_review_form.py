@@ -2,14 +2,12 @@
 decisions, edited answers and reviewer, with formula-leading cells neutralised."""
 from __future__ import annotations
 
-import html as html_lib
 import json
-import re
-import subprocess
 
 import pytest
+from form_driver import downloaded_csv  # tests/ is on sys.path (its conftest.py, rootdir import mode)
 
-from ftkit.report_pdf import find_chromium, headless_args
+from ftkit.report_pdf import find_chromium
 
 BROWSER = find_chromium()
 
@@ -26,31 +24,14 @@ def test_the_forms_download_is_read_back_exactly(tmp_path):
     page = paths["html"].read_text()
     assert "<b>question</b>" not in page and "&lt;b&gt;question&lt;/b&gt; 0" in page  # escaped, not markup
     reviewer = "=cmd|' /C calc'!A0"
-    driver = """<script>
-    var realCreate = URL.createObjectURL;
-    URL.createObjectURL = function (blob) {
-      blob.text().then(function (t) { var p = document.createElement("pre"); p.id = "csv-out"; p.textContent = t;
-                                       document.body.appendChild(p); });
-      return realCreate.call(URL, blob);
-    };
-    HTMLAnchorElement.prototype.click = function () {};
-    document.getElementById("reviewer").value = REVIEWER;
+    fill = """document.getElementById("reviewer").value = REVIEWER;
     document.querySelectorAll(".item").forEach(function (el, i) {
       el.querySelectorAll("input[type=radio]")[i].checked = true;
       var t = el.querySelectorAll("textarea");
       t[0].value = i === 1 ? '{"category": "account"}' : "";
       t[1].value = ["@SUM(1+1)", "+1", "fine"][i];
-    });
-    document.getElementById("dl").click();
-    </script></body>""".replace("REVIEWER", json.dumps(reviewer))
-    form = tmp_path / "review.html"
-    form.write_text(page.replace("</body>", driver), encoding="utf-8")
-    done = subprocess.run([BROWSER, *headless_args(tmp_path / "profile"), "--virtual-time-budget=5000",
-                           "--dump-dom", form.resolve().as_uri()], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    match = re.search(r'<pre id="csv-out">(.*?)</pre>', done.stdout, re.S)
-    assert match, done.stdout[-2000:]
-    text = html_lib.unescape(match.group(1))
+    });""".replace("REVIEWER", json.dumps(reviewer))
+    text = downloaded_csv(BROWSER, page, fill, tmp_path, "review.html")
     assert "\"'@SUM(1+1)\"" in text and "\"'=cmd" in text  # no cell starts a formula
     filled = tmp_path / "filled.csv"
     filled.write_bytes(text.encode("utf-8"))
