@@ -93,7 +93,9 @@ TEXT_FIELDS = _text_fields()
 # Free-text settings with a format of their own: the hostile value is put where that format allows text.
 SHAPED = {"base_model.chat_template": lambda v: f"t{v}.jinja",  # a template file path
           "training.accelerate_config": lambda v: f"a{v}.yaml",  # an accelerate config file path
-          "augmentation.teacher.base_url": lambda v: f"http://teacher/{v}"}  # a URL
+          "augmentation.teacher.base_url": lambda v: f"http://teacher/{v}",  # a URL
+          # a review sheet: a .csv path inside the engagement folder (the value as one file name)
+          "data.corrections": lambda v: "reviews/" + v.replace("/", "_").replace("\\", "_") + ".csv"}
 
 
 def _shaped(name: str, value: str) -> str:
@@ -130,7 +132,7 @@ def test_each_setting_refuses_or_keeps_a_hostile_value(value):
     each with its name and the value's repr; the others keep the value exactly."""
     data: dict = {}
     for name, _, is_list in TEXT_FIELDS:
-        _merge(data, _nest(name, [value] if is_list else _shaped(name, value)))
+        _merge(data, _nest(name, [_shaped(name, value)] if is_list else _shaped(name, value)))
     refused = {n for n, multi, _ in TEXT_FIELDS
                if any(ch in value for ch in (REFUSED_MULTI_LINE if multi else REFUSED_ONE_LINE))}
     if not refused:
@@ -139,7 +141,7 @@ def test_each_setting_refuses_or_keeps_a_hostile_value(value):
             node = config
             for part in name.split("."):
                 node = getattr(node, part)
-            assert node == ([value] if is_list else _shaped(name, value)), name
+            assert node == ([_shaped(name, value)] if is_list else _shaped(name, value)), name
         return
     with pytest.raises(ConfigError) as err:
         cfg.parse_config(data)
