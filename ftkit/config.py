@@ -453,8 +453,6 @@ class EvaluationSettings:
         bad = [s for s in self.slices if not isinstance(s, str) or not s.strip()]
         if bad or len(set(self.slices)) != len(self.slices):
             raise ValueError(f"slices: {self.slices!r} must be distinct, non-empty field names")
-
-    def __post_init__(self):
         if isinstance(self.max_iterations, int) and self.max_iterations < 1:
             raise ValueError(f"max_iterations must be 1 or more (iterations without a significant gain before the "
                              f"verdict says stop), got {self.max_iterations!r}")

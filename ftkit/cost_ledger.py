@@ -137,9 +137,11 @@ def current_device() -> str:
 
 
 def run_cost(seconds: float, rate: DeviceRate, devices: int = 1) -> dict:
-    """Device-hours and USD of ``seconds`` of wall time on ``devices`` devices at ``rate``."""
-    hours = max(0.0, seconds) / 3600 * max(1, devices)
-    return {"wall_seconds": round(seconds, 3), "devices": max(1, devices), "device_hours": round(hours, 9),
+    """Device-hours and USD of ``seconds`` of wall time on ``devices`` devices at ``rate``, computed from the
+    recorded (rounded) wall seconds so that an auditor re-performs the figures from cost.json alone."""
+    seconds = round(max(0.0, seconds), 3)
+    hours = seconds / 3600 * max(1, devices)
+    return {"wall_seconds": seconds, "devices": max(1, devices), "device_hours": round(hours, 9),
             "cost_usd": round(hours * rate.hourly_usd, 9), "rate": rate.to_dict()}
 
 

@@ -129,7 +129,7 @@ def test_four_trials_with_pruning_through_ftkit_run(audited, set_training):
     assert ledger_entry["search"]["trials"] == 4
     assert 0 < ledger_entry["search"]["cost_usd"] < ledger_entry["cost_usd"]
     problems, _ = verify_engagement(audited)
-    assert problems == []
+    assert problems == [], problems
     from ftkit.reports import build_engagement_report
 
     html = build_engagement_report(audited).read_text()  # the report shows the ledger and the search
