@@ -71,11 +71,9 @@ def _rate(kind: str, entry: dict, in_table: bool) -> DeviceRate:
 
 def prices_path(engagement_dir: str | Path | None = None) -> Path:
     """The engagement's own device_prices.yaml when the consultant made one, else the shipped table."""
-    from ftkit.resources import templates_dir
+    from ftkit.resources import engagement_or_shipped
 
-    if engagement_dir is not None and (Path(engagement_dir) / PRICES_FILE).is_file():
-        return Path(engagement_dir) / PRICES_FILE
-    return templates_dir() / PRICES_FILE
+    return engagement_or_shipped(engagement_dir, PRICES_FILE)
 
 
 def load_device_prices(path: str | Path | None = None) -> DevicePrices:

@@ -29,5 +29,13 @@ def templates_dir() -> Path:
     return _locate("templates")
 
 
+def engagement_or_shipped(engagement_dir, file_name: str) -> Path:
+    """The engagement's own copy of a shipped table (``file_name`` in the engagement folder) when the consultant
+    made one, else the one in templates/ (the price tables)."""
+    if engagement_dir is not None and (Path(engagement_dir) / file_name).is_file():
+        return Path(engagement_dir) / file_name
+    return templates_dir() / file_name
+
+
 def sample_data_dir() -> Path:
     return _PACKAGE_DIR / "sample_data"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,3 +96,19 @@ def read_only(folder: Path):
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def kill_family(proc) -> None:
+    """SIGKILL the CLI and the kernel it started: no chance to clean up, like a power cut or the OOM killer."""
+    import psutil
+
+    try:
+        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for pid in family:
+        try:
+            psutil.Process(pid).send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)

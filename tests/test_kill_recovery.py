@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from hardening_helpers import kill_family
 
 from engagement_helpers import fork_notebook
 
@@ -156,7 +157,7 @@ def _run_and_kill(engagement, phase: str, point: str) -> str:
         else:
             _kill_when(proc, _ready(engagement, phase, point, proc))
     finally:
-        _kill_family(proc)
+        kill_family(proc)
     [orphan] = set(engagement.run_ids(phase)) - earlier
     return orphan
 
@@ -190,28 +191,12 @@ def _kill_when(proc, ready, timeout_s: float = 300) -> None:
             pytest.fail(f"ftkit run ended (exit {proc.returncode}) before the kill point: {proc.stderr.read()[-2000:]}")
         try:
             if ready():
-                _kill_family(proc)
+                kill_family(proc)
                 return
         except psutil.NoSuchProcess:
             pass
         time.sleep(0.02)
     pytest.fail("the kill point was not reached in time")
-
-
-def _kill_family(proc) -> None:
-    """SIGKILL the CLI and the kernel it started: no chance to clean up, like a power cut or the OOM killer."""
-    import psutil
-
-    try:
-        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = []
-    for pid in family:
-        try:
-            psutil.Process(pid).send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait(timeout=30)
 
 
 def _evidence(engagement, skip: set[str] = frozenset()) -> dict[str, str]:

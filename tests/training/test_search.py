@@ -1,7 +1,6 @@
 """training.search: bounds validated, budget rule, pruning, a budget stop, and a resume after kill -9 (tiny model)."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import time
 import pytest
 
 from ftkit.config import parse_config
+from hardening_helpers import kill_family
 from ftkit.errors import ConfigError
 from ftkit.fsutil import read_json
 from ftkit.training import search
@@ -192,8 +192,6 @@ def test_a_budget_stops_the_search_after_two_trials(study_parts, tmp_path):
 
 def test_a_killed_search_resumes_without_rerunning_finished_trials(audited, set_training):
     """kill -9 of `ftkit run` and its kernel mid-trial; the next run finishes the study from the killed run's."""
-    import psutil
-
     from ftkit.runner import run_phases
 
     _search_settings(audited, set_training, trials=3, pruner="none")
@@ -205,13 +203,7 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(audited, set_
         while time.monotonic() < deadline and proc.poll() is None and not list(runs.glob("*/search/trial-001")):
             time.sleep(0.05)
     finally:  # the CLI and its notebook kernel, mid-trial 1, with no chance to clean up
-        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-        for pid in family:
-            try:
-                psutil.Process(pid).send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait(timeout=30)
+        kill_family(proc)
     [killed] = list(runs.iterdir())
     before = search.trial_lines(killed / "search")
     assert [x["number"] for x in before] == [0], "killed before trial 1 started, or after the search ended"
